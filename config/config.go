@@ -1,0 +1,354 @@
+// Package config loads, defaults and validates sluice's YAML configuration.
+//
+// The field comments in this file are the user documentation of each key:
+// they state the key, its default and its meaning. Every error found while
+// loading is reported as FILE:LINE:COL: message (see Error), and a config is
+// validated completely at load time so nothing is discovered per request.
+package config
+
+import (
+	"net/url"
+	"time"
+)
+
+// Config is the whole sluice configuration. Use Load or Parse to build one:
+// they apply the defaults documented on each field before decoding.
+type Config struct {
+	// Server configures the plain-HTTP proxy listener.
+	Server Server `yaml:"server"`
+	// TLS configures the optional HTTPS listener. Omitted = no HTTPS listener.
+	TLS *TLS `yaml:"tls"`
+	// Admin configures the admin listener (health, metrics, API, dashboard).
+	Admin Admin `yaml:"admin"`
+	// Tracing configures OpenTelemetry tracing.
+	Tracing Tracing `yaml:"tracing"`
+	// Monitoring configures backpressure sampling.
+	Monitoring Monitoring `yaml:"monitoring"`
+	// Upstreams are the pools of targets routes forward to. Names are unique.
+	Upstreams []Upstream `yaml:"upstreams"`
+	// Routes are tried in order; the first match wins. At least one is required.
+	Routes []Route `yaml:"routes"`
+
+	// File is the name the config was loaded from, used in error messages.
+	File string `yaml:"-"`
+
+	// pos maps a key path ("routes[0].upstream") to where it was written.
+	pos positions
+}
+
+// Server configures the plain-HTTP proxy listener.
+type Server struct {
+	// Listen is the proxy's plain-HTTP address. Default ":8080".
+	Listen string `yaml:"listen"`
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers (slowloris protection). Default 5s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes caps the size of request headers. Default 1048576 (1 MiB).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM or
+	// SIGINT before connections are closed. Default 30s; 0 closes at once.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// TLS configures the HTTPS listener: either ACME or a static cert_file/key_file pair.
+type TLS struct {
+	// Listen is the HTTPS address (HTTP/1.1 and HTTP/2). Default ":8443".
+	Listen string `yaml:"listen"`
+	// ACME obtains and renews certificates automatically. Omitted = static pair.
+	ACME *ACME `yaml:"acme"`
+	// CertFile is a PEM certificate chain, used instead of ACME. Default "".
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key for CertFile. Default "".
+	KeyFile string `yaml:"key_file"`
+	// RedirectHTTP makes server.listen answer 308 to https, except for ACME
+	// HTTP-01 challenges. Default true.
+	RedirectHTTP bool `yaml:"redirect_http"`
+}
+
+// ACME configures automatic certificates.
+type ACME struct {
+	// Domains to obtain certificates for. Required, at least one.
+	Domains []string `yaml:"domains"`
+	// Email is the ACME account contact. Default "".
+	Email string `yaml:"email"`
+	// CA is the ACME directory URL. Default Let's Encrypt production,
+	// "https://acme-v02.api.letsencrypt.org/directory".
+	CA string `yaml:"ca"`
+	// CARoot is a PEM file of roots to trust when talking to a private ACME CA.
+	// Default "" (system roots).
+	CARoot string `yaml:"ca_root"`
+	// Storage is the directory for certificates and account keys.
+	// Default "./sluice-data/certs".
+	Storage string `yaml:"storage"`
+}
+
+// Admin configures the admin listener. It is never the proxy listener.
+type Admin struct {
+	// Listen is the admin address. Default "127.0.0.1:9901" (loopback only).
+	Listen string `yaml:"listen"`
+	// TokenFile, if set, names a file holding a bearer token that /api/* and
+	// the dashboard require. /healthz and /readyz stay open. Default "".
+	TokenFile string `yaml:"token_file"`
+}
+
+// Tracing configures OpenTelemetry tracing.
+type Tracing struct {
+	// Exporter is none, stdout or otlp. Default none.
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the OTLP collector address. Default "localhost:4317".
+	Endpoint string `yaml:"endpoint"`
+	// Protocol is the OTLP protocol: grpc or http/protobuf. Default grpc.
+	Protocol string `yaml:"protocol"`
+	// SampleRatio is the share of new traces sampled, 0 to 1, parent-based.
+	// Default 1.0.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is the OTel service.name resource attribute. Default "sluice".
+	ServiceName string `yaml:"service_name"`
+}
+
+// Monitoring configures the backpressure sampler.
+type Monitoring struct {
+	// SampleInterval is the backpressure sampling period. Default 50ms.
+	SampleInterval time.Duration `yaml:"sample_interval"`
+	// Samples is the window of samples behind the backpressure ratio. Default 100.
+	Samples int `yaml:"samples"`
+}
+
+// Upstream is a named pool of targets.
+type Upstream struct {
+	// Name identifies the upstream in routes, metrics and the API. Required, unique.
+	Name string `yaml:"name"`
+	// Targets are base URLs (http or https, host and port, optional path).
+	// Required, at least one.
+	Targets []string `yaml:"targets"`
+	// Balance picks a target: round_robin, least_inflight or p2c (power of
+	// two random choices by in-flight count). Default round_robin.
+	Balance string `yaml:"balance"`
+	// ConnectTimeout bounds dialing a target. Default 2s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// ResponseHeaderTimeout bounds the wait for response headers once the
+	// request is written. Default 10s.
+	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
+	// MaxIdleConns is the idle keep-alive pool per target. Default 256.
+	MaxIdleConns int `yaml:"max_idle_conns"`
+	// HealthCheck enables active health checks. Omitted = targets are always
+	// considered healthy.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// Breaker enables a circuit breaker for the upstream. Omitted = no breaker.
+	Breaker *Breaker `yaml:"breaker"`
+
+	// TargetURLs are the parsed Targets, filled in by validation.
+	TargetURLs []*url.URL `yaml:"-"`
+}
+
+// HealthCheck configures active health checks of each target of an upstream.
+type HealthCheck struct {
+	// Path is requested with GET on each target; 2xx and 3xx are healthy.
+	// Default "/healthz".
+	Path string `yaml:"path"`
+	// Interval between checks of one target. Default 5s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one check; must not exceed Interval. Default 1s.
+	Timeout time.Duration `yaml:"timeout"`
+	// UnhealthyAfter consecutive failures take a target out of rotation. Default 3.
+	UnhealthyAfter int `yaml:"unhealthy_after"`
+	// HealthyAfter consecutive successes put it back. Default 2.
+	HealthyAfter int `yaml:"healthy_after"`
+}
+
+// Breaker configures an upstream's circuit breaker.
+type Breaker struct {
+	// ConsecutiveFailures trips the breaker after this many failures in a row. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// FailureRatio trips the breaker when this share of the window's requests
+	// failed, once the window holds MinRequests. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio"`
+	// MinRequests is the window size below which FailureRatio is not applied. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Window is the rolling counting window while closed. Default 10s.
+	Window time.Duration `yaml:"window"`
+	// OpenTimeout is how long the breaker stays open before half-open. Default 30s.
+	OpenTimeout time.Duration `yaml:"open_timeout"`
+	// HalfOpenRequests is the number of probes allowed while half-open. Default 3.
+	HalfOpenRequests int `yaml:"half_open_requests"`
+	// FailureStatuses are upstream statuses counted as failures, in addition
+	// to connect errors and timeouts. Default [502, 503, 504].
+	FailureStatuses []int `yaml:"failure_statuses"`
+}
+
+// Route maps matching requests to an upstream, with admission control.
+type Route struct {
+	// Name identifies the route in metrics, headers and the API. Required, unique.
+	Name string `yaml:"name"`
+	// Match selects requests. Required: at least one of host, path_prefix, path.
+	Match Match `yaml:"match"`
+	// Upstream names the upstream to forward to. Required.
+	Upstream string `yaml:"upstream"`
+	// StripPrefix removes match.path_prefix from the path before forwarding.
+	// Default false. Needs path_prefix.
+	StripPrefix bool `yaml:"strip_prefix"`
+	// Timeout is the whole-request deadline, queue wait included; when it
+	// passes the client gets 504. Default 30s; 0 = no deadline (for
+	// WebSocket and long streams).
+	Timeout time.Duration `yaml:"timeout"`
+	// RateLimit is a token bucket in front of the route. Omitted = none.
+	RateLimit *RateLimit `yaml:"rate_limit"`
+	// Bulkhead caps the requests in flight to the upstream. Omitted =
+	// unlimited concurrency, and no queue.
+	Bulkhead *Bulkhead `yaml:"bulkhead"`
+	// Queue is the bounded wait queue in front of the bulkhead. Only valid
+	// with a bulkhead.
+	Queue Queue `yaml:"queue"`
+}
+
+// Match selects requests for a route. All given conditions must hold.
+type Match struct {
+	// Host is an exact host ("api.example.com") or a wildcard
+	// ("*.example.com": any subdomain, not the apex). Compared without port,
+	// case-insensitively. Default "" (any host).
+	Host string `yaml:"host"`
+	// PathPrefix matches the path and everything below it at a segment
+	// boundary: "/users" matches /users and /users/7, not /usersx. A prefix
+	// ending in "/" matches anything starting with it. Default "".
+	PathPrefix string `yaml:"path_prefix"`
+	// Path matches one exact path. Exclusive with PathPrefix. Default "".
+	Path string `yaml:"path"`
+	// Methods restricts the route to these methods. Default [] (any method).
+	Methods []string `yaml:"methods"`
+}
+
+// RateLimit is a token bucket (golang.org/x/time/rate).
+type RateLimit struct {
+	// RPS is the refill rate in requests per second. Required, > 0.
+	RPS float64 `yaml:"rps"`
+	// Burst is the bucket size. Default: RPS rounded up, at least 1.
+	Burst int `yaml:"burst"`
+	// Key selects one bucket per: none (route-wide), client_ip, or
+	// header:<Name> (one bucket per value of that request header). Default none.
+	Key string `yaml:"key"`
+}
+
+// Bulkhead caps concurrency to the upstream.
+type Bulkhead struct {
+	// MaxConcurrent is the most requests in flight to the upstream. Default 50.
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+// Queue is the bounded FIFO wait queue in front of a route's bulkhead.
+type Queue struct {
+	// MaxDepth is the most requests waiting; a full queue rejects at once.
+	// 0 = reject as soon as the bulkhead is full. Default 100.
+	MaxDepth int `yaml:"max_depth"`
+	// MaxWait is the longest a request waits in the queue. Default 250ms.
+	MaxWait time.Duration `yaml:"max_wait"`
+}
+
+// Default returns the configuration with every default applied and no
+// upstreams or routes.
+func Default() *Config {
+	c := &Config{}
+	c.setDefaults()
+	return c
+}
+
+// defaulter is implemented by every config struct; the decoder calls it on
+// each struct it creates before decoding keys into it, so keys absent from
+// the YAML keep their documented default.
+type defaulter interface{ setDefaults() }
+
+func (c *Config) setDefaults() {
+	c.Server.setDefaults()
+	c.Admin.setDefaults()
+	c.Tracing.setDefaults()
+	c.Monitoring.setDefaults()
+}
+
+func (s *Server) setDefaults() {
+	*s = Server{
+		Listen:            ":8080",
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ShutdownGrace:     30 * time.Second,
+	}
+}
+
+func (t *TLS) setDefaults() { *t = TLS{Listen: ":8443", RedirectHTTP: true} }
+
+func (a *ACME) setDefaults() {
+	*a = ACME{
+		CA:      "https://acme-v02.api.letsencrypt.org/directory",
+		Storage: "./sluice-data/certs",
+	}
+}
+
+func (a *Admin) setDefaults() { *a = Admin{Listen: "127.0.0.1:9901"} }
+
+func (t *Tracing) setDefaults() {
+	*t = Tracing{Exporter: "none", Endpoint: "localhost:4317", Protocol: "grpc", SampleRatio: 1.0, ServiceName: "sluice"}
+}
+
+func (m *Monitoring) setDefaults() {
+	*m = Monitoring{SampleInterval: 50 * time.Millisecond, Samples: 100}
+}
+
+func (u *Upstream) setDefaults() {
+	*u = Upstream{
+		Balance:               "round_robin",
+		ConnectTimeout:        2 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second,
+		MaxIdleConns:          256,
+	}
+}
+
+func (h *HealthCheck) setDefaults() {
+	*h = HealthCheck{Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, UnhealthyAfter: 3, HealthyAfter: 2}
+}
+
+func (b *Breaker) setDefaults() {
+	*b = Breaker{
+		ConsecutiveFailures: 5,
+		FailureRatio:        0.5,
+		MinRequests:         20,
+		Window:              10 * time.Second,
+		OpenTimeout:         30 * time.Second,
+		HalfOpenRequests:    3,
+		FailureStatuses:     []int{502, 503, 504},
+	}
+}
+
+func (r *Route) setDefaults() {
+	*r = Route{Timeout: 30 * time.Second}
+	r.Queue.setDefaults()
+}
+
+func (m *Match) setDefaults() { *m = Match{} }
+
+// setDefaults leaves Burst at 0; validation fills it from RPS when the key
+// was not written.
+func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none"} }
+
+func (b *Bulkhead) setDefaults() { *b = Bulkhead{MaxConcurrent: 50} }
+
+func (q *Queue) setDefaults() { *q = Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond} }
+
+// Compile-time guards: the decoder relies on these.
+var (
+	_ defaulter = (*Config)(nil)
+	_ defaulter = (*Server)(nil)
+	_ defaulter = (*TLS)(nil)
+	_ defaulter = (*ACME)(nil)
+	_ defaulter = (*Admin)(nil)
+	_ defaulter = (*Tracing)(nil)
+	_ defaulter = (*Monitoring)(nil)
+	_ defaulter = (*Upstream)(nil)
+	_ defaulter = (*HealthCheck)(nil)
+	_ defaulter = (*Breaker)(nil)
+	_ defaulter = (*Route)(nil)
+	_ defaulter = (*Match)(nil)
+	_ defaulter = (*RateLimit)(nil)
+	_ defaulter = (*Bulkhead)(nil)
+	_ defaulter = (*Queue)(nil)
+)
