@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+)
+
+// StatusClientClosed is nginx's 499: the client went away before the
+// response; it is logged and counted, never written.
+const StatusClientClosed = 499
+
+// reqState travels with a proxied request through httputil.ReverseProxy's
+// callbacks. It is pooled: one per request would be garbage on the hot path.
+type reqState struct {
+	route     *Route
+	target    *Target
+	clientCtx context.Context // the client's own context, before the route deadline
+	err       error           // the forwarding error, if any
+	status    int             // the status chosen for err
+}
+
+type stateKey struct{}
+
+var statePool = sync.Pool{New: func() any { return new(reqState) }}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// rewrite turns the client's request into the upstream request. Rewrite (not
+// Director) is used so ReverseProxy strips the client's Forwarded and
+// X-Forwarded-* headers first; they are re-added below deliberately.
+func rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	if st.route.strip != "" {
+		stripPrefix(pr.Out.URL, st.route.strip)
+	}
+	pr.SetURL(st.target.URL)
+	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
+
+	// X-Forwarded-For is a chain: keep what earlier proxies said and append
+	// this hop's client (nginx's $proxy_add_x_forwarded_for). Nothing in
+	// sluice trusts the chain; the rate-limit key uses the socket address.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	setForwarded(pr.Out, pr.In)
+}
+
+// setForwarded appends this hop to the RFC 7239 Forwarded header.
+func setForwarded(out, in *http.Request) {
+	ip, _, err := net.SplitHostPort(in.RemoteAddr)
+	if err != nil {
+		ip = in.RemoteAddr
+	}
+	var b strings.Builder
+	if prior := in.Header.Values("Forwarded"); len(prior) > 0 {
+		b.WriteString(strings.Join(prior, ", "))
+		b.WriteString(", ")
+	}
+	b.WriteString("for=")
+	if strings.Contains(ip, ":") {
+		b.WriteString(`"[` + ip + `]"`) // §6: IPv6 is bracketed and quoted
+	} else {
+		b.WriteString(ip)
+	}
+	if in.Host != "" {
+		b.WriteString(";host=")
+		writeForwardedValue(&b, in.Host)
+	}
+	b.WriteString(";proto=")
+	if in.TLS != nil {
+		b.WriteString("https")
+	} else {
+		b.WriteString("http")
+	}
+	out.Header.Set("Forwarded", b.String())
+}
+
+// writeForwardedValue writes v as a token, or as a quoted-string when it
+// holds characters a token may not (such as the ':' of host:port).
+func writeForwardedValue(b *strings.Builder, v string) {
+	for i := 0; i < len(v); i++ {
+		if !isTokenChar(v[i]) {
+			b.WriteByte('"')
+			for j := 0; j < len(v); j++ {
+				if v[j] == '"' || v[j] == '\\' {
+					b.WriteByte('\\')
+				}
+				b.WriteByte(v[j])
+			}
+			b.WriteByte('"')
+			return
+		}
+	}
+	b.WriteString(v)
+}
+
+// isTokenChar reports whether c is an RFC 9110 tchar.
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// stripPrefix removes prefix from u's path, leaving at least "/".
+func stripPrefix(u *url.URL, prefix string) {
+	p := strings.TrimPrefix(u.Path, prefix)
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	u.Path = p
+	if u.RawPath != "" {
+		if rp, ok := strings.CutPrefix(u.RawPath, prefix); ok {
+			if rp == "" || rp[0] != '/' {
+				rp = "/" + rp
+			}
+			u.RawPath = rp
+		} else {
+			u.RawPath = ""
+		}
+	}
+}
+
+// errorHandler answers a request that could not be forwarded. The status
+// comes from upstreamStatus; the internal error never reaches the client.
+func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	st.err = err
+	st.status = upstreamStatus(st.clientCtx, r.Context(), err)
+	switch st.status {
+	case StatusClientClosed:
+		// Nobody is listening; writing would only log a broken pipe.
+	case http.StatusGatewayTimeout:
+		writeProblem(w, http.StatusGatewayTimeout, st.route, "", 0, "the upstream did not answer in time")
+	default:
+		writeProblem(w, http.StatusBadGateway, st.route, "", 0, "the upstream could not be reached")
+	}
+}
+
+// upstreamStatus is the one mapping from a forwarding error to a status:
+// client gone → 499; route deadline or upstream timeout → 504; connection
+// refused, reset or any other transport failure → 502. A dial that times out
+// is a connect error (502): the upstream was never reached.
+func upstreamStatus(clientCtx, reqCtx context.Context, err error) int {
+	if clientCtx.Err() != nil {
+		return StatusClientClosed
+	}
+	if reqCtx.Err() == context.DeadlineExceeded {
+		return http.StatusGatewayTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return http.StatusBadGateway
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}

@@ -1,0 +1,155 @@
+package proxy
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"sluice/config"
+)
+
+// Route is one compiled entry of the routing table.
+type Route struct {
+	name     string
+	nameJSON []byte // name as a JSON string, precomputed for reject bodies
+	m        matcher
+	up       *Upstream
+	// strip is the prefix removed before forwarding; "" when strip_prefix is off.
+	strip   string
+	timeout time.Duration // whole-request deadline; 0 = none
+}
+
+// Name returns the route's configured name.
+func (rt *Route) Name() string { return rt.name }
+
+// matcher holds a route's match conditions in the form the hot path needs:
+// host lower-cased, wildcard reduced to its suffix.
+type matcher struct {
+	host     string // exact host, or "" for any
+	suffix   string // ".example.com" for "*.example.com"
+	path     string // exact path, or ""
+	prefix   string // path prefix, or ""
+	anyBelow bool   // prefix ends in "/": plain string prefix match
+	methods  []string
+}
+
+func newMatcher(m config.Match) matcher {
+	mt := matcher{path: m.Path, methods: m.Methods}
+	if s, ok := strings.CutPrefix(m.Host, "*"); ok {
+		mt.suffix = strings.ToLower(s)
+	} else {
+		mt.host = strings.ToLower(m.Host)
+	}
+	if m.PathPrefix != "" {
+		mt.prefix = m.PathPrefix
+		mt.anyBelow = strings.HasSuffix(m.PathPrefix, "/")
+	}
+	return mt
+}
+
+// match reports whether a request for host (lower-case, no port), the
+// cleaned path p and method matches.
+func (m *matcher) match(host, p, method string) bool {
+	if m.host != "" && host != m.host {
+		return false
+	}
+	// A wildcard matches any depth of subdomain but not the apex itself:
+	// "*.example.com" matches a.example.com and a.b.example.com, not
+	// example.com, as a TLS wildcard certificate would not either.
+	if m.suffix != "" && (len(host) <= len(m.suffix) || !strings.HasSuffix(host, m.suffix)) {
+		return false
+	}
+	if m.path != "" && p != m.path {
+		return false
+	}
+	if m.prefix != "" && !hasPathPrefix(p, m.prefix, m.anyBelow) {
+		return false
+	}
+	if len(m.methods) > 0 {
+		for _, mm := range m.methods {
+			if mm == method {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// hasPathPrefix matches prefix at a segment boundary, so that a route for
+// /admin does not also capture /administrator. A prefix ending in "/" is
+// already a boundary.
+func hasPathPrefix(p, prefix string, anyBelow bool) bool {
+	if !strings.HasPrefix(p, prefix) {
+		return false
+	}
+	return anyBelow || len(p) == len(prefix) || p[len(prefix)] == '/'
+}
+
+// requestHost returns the request's host without port, lower-cased, with a
+// trailing dot removed. It allocates only when the host has upper-case letters.
+func requestHost(hostport string) string {
+	h := hostport
+	if strings.HasPrefix(h, "[") { // [v6]:port or [v6]
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[1:i]
+		}
+	} else if i := strings.IndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i+1:], ':') < 0 {
+		h = h[:i] // name:port or v4:port; a bare v6 address keeps its colons
+	}
+	h = strings.TrimSuffix(h, ".")
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(h)
+		}
+	}
+	return h
+}
+
+// needsClean reports whether p has dot segments or repeated slashes. Such a
+// path is normalised before routing and forwarding, so that /public/../admin
+// cannot be routed as /public and then served as /admin upstream.
+func needsClean(p string) bool {
+	if p == "" || p[0] != '/' {
+		return true
+	}
+	return strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
+}
+
+// cleanURLPath normalises u's path in place (RFC 3986 §5.2.4 dot-segment
+// removal plus merged slashes), keeping a trailing slash and keeping
+// escapes such as %2F intact by cleaning the escaped form.
+func cleanURLPath(u *url.URL) {
+	esc := u.EscapedPath()
+	c := path.Clean("/" + esc)
+	if strings.HasSuffix(esc, "/") && c != "/" {
+		c += "/"
+	}
+	if p, err := url.PathUnescape(c); err == nil {
+		u.Path = p
+		u.RawPath = c
+		if u.EscapedPath() == p {
+			u.RawPath = ""
+		}
+	}
+}
+
+// table is an immutable routing table. Proxy swaps whole tables atomically so
+// that a reload never shows a request half of two configs.
+type table struct {
+	routes    []*Route
+	upstreams []*Upstream
+	byName    map[string]*Upstream
+}
+
+// lookup returns the first route that matches, or nil.
+func (t *table) lookup(host, p, method string) *Route {
+	for _, rt := range t.routes {
+		if rt.m.match(host, p, method) {
+			return rt
+		}
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/config"
+)
+
+// Target is one backend address of an upstream.
+type Target struct {
+	URL      *url.URL
+	inflight atomic.Int64 // requests forwarded and not yet finished
+	healthy  atomic.Bool  // written by the health checker only
+
+	// Health-check streaks, touched only by the checker's apply step.
+	okStreak, failStreak int
+}
+
+// Inflight returns the number of requests in flight to the target.
+func (t *Target) Inflight() int64 { return t.inflight.Load() }
+
+// Healthy reports whether the target is in rotation.
+func (t *Target) Healthy() bool { return t.healthy.Load() }
+
+// Upstream is a named pool of targets with its own transport, balancer and
+// health checker.
+type Upstream struct {
+	name     string
+	targets  []*Target
+	healthy  atomic.Pointer[[]*Target] // snapshot of the targets in rotation
+	balancer Balancer
+	tr       *http.Transport
+	rp       *httputil.ReverseProxy
+	health   *healthChecker // nil without health_check
+}
+
+// Name returns the upstream's configured name.
+func (u *Upstream) Name() string { return u.name }
+
+// Targets returns the upstream's targets, healthy or not.
+func (u *Upstream) Targets() []*Target { return u.targets }
+
+func newUpstream(c config.Upstream, log *slog.Logger) (*Upstream, error) {
+	bal, err := newBalancer(c.Balance)
+	if err != nil {
+		return nil, err
+	}
+	u := &Upstream{name: c.Name, balancer: bal}
+	urls := c.TargetURLs
+	if urls == nil { // config not validated by Parse (e.g. built in code)
+		for _, s := range c.Targets {
+			pu, err := url.Parse(s)
+			if err != nil {
+				return nil, err
+			}
+			urls = append(urls, pu)
+		}
+	}
+	for _, pu := range urls {
+		t := &Target{URL: pu}
+		t.healthy.Store(true) // in rotation until health checks say otherwise
+		u.targets = append(u.targets, t)
+	}
+	u.refreshHealthy()
+	u.tr = newTransport(c, len(u.targets))
+	u.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    u.tr,
+		BufferPool:   bufferPool{},
+		ErrorHandler: errorHandler,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if c.HealthCheck != nil {
+		u.health = newHealthChecker(u, *c.HealthCheck, log)
+	}
+	return u, nil
+}
+
+// newTransport builds the upstream's own transport so that one slow pool
+// cannot exhaust another's connections.
+func newTransport(c config.Upstream, ntargets int) *http.Transport {
+	d := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true, // h2 to https targets that offer it
+		TLSHandshakeTimeout:   c.ConnectTimeout,
+		ResponseHeaderTimeout: c.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          c.MaxIdleConns * ntargets,
+		MaxIdleConnsPerHost:   c.MaxIdleConns,
+		IdleConnTimeout:       90 * time.Second,
+		// Pass the client's Accept-Encoding through untouched: the transport
+		// must not add gzip and transparently decompress on the proxy's CPU.
+		DisableCompression: true,
+	}
+}
+
+// pick returns a healthy target, or nil when none is in rotation.
+func (u *Upstream) pick() *Target {
+	ts := *u.healthy.Load()
+	if len(ts) == 0 {
+		return nil
+	}
+	return u.balancer.Pick(ts)
+}
+
+// refreshHealthy rebuilds the snapshot of targets in rotation.
+func (u *Upstream) refreshHealthy() {
+	hs := make([]*Target, 0, len(u.targets))
+	for _, t := range u.targets {
+		if t.healthy.Load() {
+			hs = append(hs, t)
+		}
+	}
+	u.healthy.Store(&hs)
+}
+
+func (u *Upstream) close() {
+	u.tr.CloseIdleConnections()
+}
+
+// bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy,
+// which would otherwise allocate one per proxied body.
+type bufferPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }
+
+// noHealthyRetryAfter is the Retry-After of no_healthy_upstream: the time
+// until the next round of health checks.
+func (u *Upstream) noHealthyRetryAfter() time.Duration {
+	if u.health == nil {
+		return time.Second
+	}
+	return u.health.retryAfter()
+}
