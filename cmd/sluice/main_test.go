@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestValidateGolden runs `sluice validate` on every bad config in
+// testdata/config/bad and compares its output with the .golden file: the
+// exact FILE:LINE:COL of each error is part of the contract.
+func TestValidateGolden(t *testing.T) {
+	t.Chdir("../..") // paths in the output are relative to the module root
+	files, err := filepath.Glob("testdata/config/bad/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no bad configs found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"validate", "-config", f}, &stdout, &stderr)
+			if code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout %q, want nothing", stdout.String())
+			}
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				os.WriteFile(golden, stderr.Bytes(), 0o644)
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stderr.String() != string(want) {
+				t.Errorf("output:\n%s\nwant:\n%s", stderr.String(), want)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if !regexp.MustCompile(`^` + regexp.QuoteMeta(f) + `:\d+:\d+: \S`).MatchString(line) {
+					t.Errorf("line %q is not FILE:LINE:COL: message", line)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateGood(t *testing.T) {
+	t.Chdir("../..")
+	for _, f := range []string{"testdata/config/full.yaml", "testdata/config/minimal.yaml"} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"validate", "-config", f}, &stdout, &stderr); code != 0 {
+			t.Errorf("%s: exit %d: %s", f, code, stderr.String())
+		}
+		if got, want := stdout.String(), f+": ok\n"; got != want {
+			t.Errorf("stdout %q, want %q", got, want)
+		}
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "usage:") {
+		t.Errorf("no args: exit %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errb.String())
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "sluice ") {
+		t.Errorf("version: exit %d, stdout %q", code, out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"validate"}, &out, &errb); code != 2 {
+		t.Errorf("validate without -config: exit %d, want 2", code)
+	}
+	errb.Reset()
+	if code := run([]string{"run", "-config", "/nonexistent/sluice.yaml"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "/nonexistent/sluice.yaml") {
+		t.Errorf("run with missing file: exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// buildSluice builds the real binary once per test run.
+func buildSluice(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sluice")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startBinary runs the binary and returns the process and a reader of its stdout.
+func startBinary(t *testing.T, bin string, args ...string) (*exec.Cmd, *bufio.Reader, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewReader(stdout), &stderr
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func stopAndWait(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("still running 30s after SIGTERM\nstderr:\n%s", stderr.String())
+	}
+}
+
+// TestDemoBinary is the README's first command as a newcomer runs it: the
+// demo needs no files, proxies to its built-in upstreams, prints its URLs,
+// and drains cleanly on SIGTERM.
+func TestDemoBinary(t *testing.T) {
+	bin := buildSluice(t)
+	cmd, out, stderr := startBinary(t, bin, "demo", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
+	urls := map[string]string{}
+	for len(urls) < 2 {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("demo output ended: %v\nstderr:\n%s", err, stderr.String())
+		}
+		f := strings.Fields(line)
+		if len(f) == 2 && (f[0] == "proxy" || f[0] == "admin") {
+			urls[f[0]] = strings.TrimSuffix(f[1], "/readyz")
+		}
+	}
+	proxy, admin := urls["proxy"], urls["admin"]
+
+	code, body := httpGet(t, proxy+"/api/hello")
+	var reply map[string]any
+	if code != 200 || json.Unmarshal([]byte(body), &reply) != nil || reply["service"] != "api" || reply["path"] != "/api/hello" {
+		t.Errorf("/api/hello: %d %s", code, body)
+	}
+	if code, body := httpGet(t, proxy+"/slow/work"); code != 200 || !strings.Contains(body, `"service":"slow"`) {
+		t.Errorf("/slow/work: %d %s", code, body)
+	}
+	if code, body := httpGet(t, proxy+"/flaky/x"); code != 200 && code != 503 {
+		t.Errorf("/flaky/x: %d %s", code, body)
+	}
+	if code, _ := httpGet(t, proxy+"/nowhere"); code != 404 {
+		t.Errorf("/nowhere: %d, want 404", code)
+	}
+	if code, _ := httpGet(t, admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz: %d", code)
+	}
+	// The SSE endpoint streams: the first event arrives before the stream ends.
+	resp, err := http.Get(proxy + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close()
+	if err != nil || first != "id: 1\n" {
+		t.Errorf("/api/events first line %q, %v", first, err)
+	}
+	stopAndWait(t, cmd, stderr)
+}
+
+// TestRunBinary runs `sluice run -config FILE` against a real upstream.
+func TestRunBinary(t *testing.T) {
+	bin := buildSluice(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "upstream saw %s", r.URL.Path)
+	}))
+	defer up.Close()
+	cfgPath := filepath.Join(t.TempDir(), "sluice.yaml")
+	proxyAddr, adminAddr := freeAddr(t), freeAddr(t)
+	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
+server: {listen: "%s"}
+admin: {listen: "%s"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, proxyAddr, adminAddr, up.URL)), 0o644)
+	cmd, _, stderr := startBinary(t, bin, "run", "-config", cfgPath)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice run never became ready\nstderr:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := httpGet(t, "http://"+proxyAddr+"/hello"); code != 200 || body != "upstream saw /hello" {
+		t.Errorf("proxied: %d %q", code, body)
+	}
+	stopAndWait(t, cmd, stderr)
+	if !strings.Contains(stderr.String(), `"msg":"stopped"`) {
+		t.Errorf("no JSON 'stopped' log line:\n%s", stderr.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	s := httptest.NewServer(http.NotFoundHandler())
+	addr := s.Listener.Addr().String()
+	s.Close()
+	return addr
+}

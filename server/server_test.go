@@ -1,0 +1,230 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/config"
+)
+
+func startServer(t *testing.T, yaml string) *Server {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestGracefulDrain holds requests in the upstream, starts a shutdown, and
+// checks: readiness goes 503 at once, new connections are refused, and every
+// in-flight request still completes with the upstream's answer.
+func TestGracefulDrain(t *testing.T) {
+	const n = 10
+	entered := make(chan struct{}, n)
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", shutdown_grace: 30s}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, up.URL))
+	proxyURL, adminURL := "http://"+s.ProxyAddr(), "http://"+s.AdminAddr()
+	if got := status(t, adminURL+"/readyz"); got != 200 {
+		t.Fatalf("/readyz before drain: %d", got)
+	}
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			// A fresh connection each, so the drain cannot reuse one.
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get(proxyURL + "/work")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			results <- result{resp.StatusCode, string(b), err}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-entered
+	}
+
+	drained := make(chan struct{})
+	go func() { s.Shutdown(); close(drained) }()
+
+	// Readiness flips first; the admin listener serves through the drain.
+	waitFor(t, "readyz 503", func() bool { return status(t, adminURL+"/readyz") == 503 })
+	if got := status(t, adminURL+"/healthz"); got != 200 {
+		t.Errorf("/healthz while draining: %d, want 200", got)
+	}
+	waitFor(t, "proxy listener closed", func() bool {
+		c, err := net.Dial("tcp", s.ProxyAddr())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+
+	close(release)
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.err != nil || r.status != 200 || r.body != "done" {
+			t.Errorf("in-flight request lost in drain: status %d body %q err %v", r.status, r.body, r.err)
+		}
+	}
+	<-drained
+}
+
+// TestDrainGraceExpires checks a request still running after shutdown_grace
+// is cut instead of holding the process forever.
+func TestDrainGraceExpires(t *testing.T) {
+	entered := make(chan struct{})
+	hang := make(chan struct{})
+	defer close(hang)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", shutdown_grace: 50ms}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u, timeout: 0}]
+`, up.URL))
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + s.ProxyAddr() + "/hang")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-entered
+	s.Shutdown() // returns after the grace, having cut the connection
+	if err := <-errc; err == nil {
+		t.Error("request outliving the grace period completed; want its connection cut")
+	}
+}
+
+func TestServerHardening(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", read_header_timeout: 100ms, max_header_bytes: 1024}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, up.URL))
+
+	t.Run("max_header_bytes", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+s.ProxyAddr()+"/", nil)
+		// net/http allows 4096 bytes of slack over MaxHeaderBytes.
+		req.Header.Set("X-Big", strings.Repeat("a", 8<<10))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("status %d, want 431", resp.StatusCode)
+		}
+	})
+	t.Run("read_header_timeout", func(t *testing.T) {
+		c, err := net.Dial("tcp", s.ProxyAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // and never finish
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		// The server gives up on the slow client and closes (after a 408
+		// on newer Go versions); either way the read ends, not the deadline.
+		_, err = io.ReadAll(bufio.NewReader(c))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("slow-header client still connected after 10s; read_header_timeout not applied")
+		}
+	})
+}
+
+func TestStartFailsOnBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`
+server: {listen: "%s"}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, ln.Addr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "proxy listener") {
+		t.Fatalf("Start on a busy port: %v, want a proxy listener error", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
