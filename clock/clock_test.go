@@ -1,0 +1,56 @@
+package clock
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFakeFiresInOrderAndOnce(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	a := f.NewTimer(2 * time.Second)
+	b := f.NewTimer(time.Second)
+	c := f.NewTimer(3 * time.Second)
+	if !c.Stop() {
+		t.Fatal("Stop of an armed timer returned false")
+	}
+	f.Advance(time.Second)
+	select {
+	case got := <-b.C():
+		if !got.Equal(time.Unix(1, 0)) {
+			t.Errorf("b fired with %v", got)
+		}
+	default:
+		t.Fatal("b not fired at its deadline")
+	}
+	select {
+	case <-a.C():
+		t.Fatal("a fired early")
+	default:
+	}
+	f.Advance(5 * time.Second)
+	<-a.C()
+	select {
+	case <-c.C():
+		t.Fatal("stopped timer fired")
+	default:
+	}
+	if f.Timers() != 0 || a.Stop() {
+		t.Error("fired timers still armed")
+	}
+	if z := f.NewTimer(0); len(z.C()) != 1 {
+		t.Error("zero-duration timer did not fire at once")
+	}
+}
+
+func TestWaitTimers(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	done := make(chan struct{})
+	go func() {
+		tm := f.NewTimer(time.Minute)
+		<-tm.C()
+		close(done)
+	}()
+	f.WaitTimers(1)
+	f.Advance(time.Minute)
+	<-done
+}
