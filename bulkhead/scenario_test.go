@@ -1,0 +1,456 @@
+package bulkhead
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/clock"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/bulkhead/*.txt")
+
+// TestScenarios runs the data-driven scenarios in testdata/bulkhead, in the
+// manner of CockroachDB's testdata/work_queue. Each block is a command, a
+// "----" line and the expected output, ended by a blank line; lines
+// starting with # between blocks are comments. Run with -update to rewrite
+// the expected output from what the code does.
+//
+// Commands (every one settles before printing: each acquire it ends has
+// returned and reported):
+//
+//	init max=N depth=N wait=DUR   a new bulkhead on a fake clock at +0s (wait > 0)
+//	acquire id=X [ctx=done]       Acquire in a goroutine; returns once it has
+//	                              returned or is queued with its timer armed
+//	try id=X                      TryAcquire
+//	cancel id=X                   cancel X's context
+//	advance DUR                   move the fake clock on, firing due timers
+//	release id=X                  release X's permit (a panic is printed)
+//	close                         Close
+//	print                         counts, the queue from head to tail, and
+//	                              every acquire's state
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "bulkhead", "*.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no scenario files in testdata/bulkhead")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+			runScenarioFile(t, file)
+		})
+	}
+}
+
+// scenarioItem is a verbatim line (comment or blank) or a command block.
+type scenarioItem struct {
+	verbatim string
+	cmd      string
+	want     []string
+	line     int
+	isCmd    bool
+}
+
+func parseScenario(t *testing.T, file string) []scenarioItem {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	var items []scenarioItem
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
+			items = append(items, scenarioItem{verbatim: l})
+			continue
+		}
+		it := scenarioItem{cmd: l, line: i + 1, isCmd: true}
+		if i+1 >= len(lines) || lines[i+1] != "----" {
+			t.Fatalf("%s:%d: command %q not followed by ----", file, i+1, l)
+		}
+		i += 2
+		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
+			it.want = append(it.want, lines[i])
+		}
+		i-- // the blank line, if any, is kept verbatim
+		items = append(items, it)
+	}
+	return items
+}
+
+func runScenarioFile(t *testing.T, file string) {
+	items := parseScenario(t, file)
+	h := &harness{t: t}
+	defer h.cleanup()
+	var out strings.Builder
+	for i := range items {
+		it := &items[i]
+		if !it.isCmd {
+			out.WriteString(it.verbatim + "\n")
+			continue
+		}
+		got := h.run(fmt.Sprintf("%s:%d", file, it.line), it.cmd)
+		if !*update && !slices.Equal(got, it.want) {
+			t.Errorf("%s:%d: %s\n got:\n\t%s\nwant:\n\t%s", file, it.line, it.cmd,
+				strings.Join(got, "\n\t"), strings.Join(it.want, "\n\t"))
+		}
+		it.want = got
+		out.WriteString(it.cmd + "\n----\n")
+		for _, l := range got {
+			out.WriteString(l + "\n")
+		}
+	}
+	if h.b != nil {
+		h.b.mu.Lock()
+		checkInvariantsLocked(t, h.b)
+		h.b.mu.Unlock()
+	}
+	if *update {
+		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// armClock is a fake clock that tells the harness when a timer is armed
+// and when it is due, so that acquire knows the goroutine is queued and
+// advance knows which waiters must wake. Only an Acquire that has queued
+// arms a timer, and the harness starts one at a time.
+type armClock struct {
+	*clock.Fake
+	armed chan time.Time // deadline of each timer armed
+}
+
+func (c armClock) NewTimer(d time.Duration) clock.Timer {
+	at := c.Now().Add(d)
+	tm := c.Fake.NewTimer(d)
+	c.armed <- at
+	return tm
+}
+
+type acq struct {
+	id       string
+	seq      int
+	start    time.Time
+	deadline time.Time // zero until armed
+	cancel   context.CancelFunc
+	canceled bool
+	pending  bool // the goroutine has not reported
+	try      bool
+	permit   Permit
+	err      error
+	end      time.Time
+	released bool
+}
+
+type acqResult struct {
+	id     string
+	permit Permit
+	err    error
+	end    time.Time
+}
+
+type harness struct {
+	t       *testing.T
+	clk     armClock
+	epoch   time.Time
+	b       *Bulkhead
+	acqs    map[string]*acq
+	order   []*acq
+	names   map[*waiter]string // queued waiter -> acquire id, recorded as each queues
+	results chan acqResult
+}
+
+func (h *harness) cleanup() {
+	// Unblock anything still queued so no goroutine outlives the test.
+	if h.b == nil {
+		return
+	}
+	for _, a := range h.order {
+		if a.pending {
+			a.cancel()
+		}
+	}
+	for _, a := range h.order {
+		if a.pending {
+			<-h.results
+		}
+	}
+}
+
+func (h *harness) run(where, line string) (out []string) {
+	h.t.Helper()
+	fields := strings.Fields(line)
+	cmd, args := fields[0], map[string]string{}
+	var pos []string
+	for _, f := range fields[1:] {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			args[k] = v
+		} else {
+			pos = append(pos, f)
+		}
+	}
+	dur := func(s string) time.Duration {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			h.t.Fatalf("%s: %v", where, err)
+		}
+		return d
+	}
+	num := func(k string) int {
+		var n int
+		if _, err := fmt.Sscan(args[k], &n); err != nil {
+			h.t.Fatalf("%s: %s=%q: %v", where, k, args[k], err)
+		}
+		return n
+	}
+	get := func() *acq {
+		a := h.acqs[args["id"]]
+		if a == nil {
+			h.t.Fatalf("%s: unknown id %q", where, args["id"])
+		}
+		return a
+	}
+	if cmd != "init" && h.b == nil {
+		h.t.Fatalf("%s: %s before init", where, cmd)
+	}
+	switch cmd {
+	case "init":
+		h.cleanup()
+		h.epoch = time.Unix(1_700_000_000, 0)
+		h.clk = armClock{Fake: clock.NewFake(h.epoch), armed: make(chan time.Time, 1)}
+		h.b = New(num("max"), num("depth"), dur(args["wait"]), h.clk)
+		if h.b.MaxWait() <= 0 {
+			h.t.Fatalf("%s: scenarios need wait > 0 to see a waiter queue", where)
+		}
+		h.acqs, h.order = map[string]*acq{}, nil
+		h.names = map[*waiter]string{}
+		h.results = make(chan acqResult)
+		return []string{fmt.Sprintf("max_concurrent=%d max_depth=%d max_wait=%v",
+			h.b.MaxConcurrent(), h.b.MaxDepth(), h.b.MaxWait())}
+	case "acquire":
+		a := h.newAcq(where, args["id"])
+		ctx, cancel := context.WithCancel(context.Background())
+		a.cancel = cancel
+		if args["ctx"] == "done" {
+			cancel()
+			a.canceled = true
+		}
+		a.pending = true
+		go func() {
+			p, err := h.b.Acquire(ctx)
+			h.results <- acqResult{id: a.id, permit: p, err: err, end: h.clk.Now()}
+		}()
+		select {
+		case r := <-h.results:
+			h.record(r)
+			return []string{h.describe(a)}
+		case a.deadline = <-h.clk.armed:
+			// Queued: it is the tail, and its timer runs from now.
+			h.b.mu.Lock()
+			h.names[h.b.tail] = a.id
+			h.b.mu.Unlock()
+			return []string{fmt.Sprintf("%s: queued (depth=%d)", a.id, h.b.Depth())}
+		}
+	case "try":
+		a := h.newAcq(where, args["id"])
+		a.try = true
+		p, ok := h.b.TryAcquire()
+		a.end = h.clk.Now()
+		if ok {
+			a.permit = p
+		} else {
+			a.err = errTryRefused
+		}
+		return []string{h.describe(a)}
+	case "cancel":
+		a := get()
+		a.cancel()
+		a.canceled = true
+		return h.settle()
+	case "advance":
+		if len(pos) != 1 {
+			h.t.Fatalf("%s: advance DUR", where)
+		}
+		h.clk.Advance(dur(pos[0]))
+		out = append(out, fmt.Sprintf("t=+%v", h.clk.Now().Sub(h.epoch)))
+		return append(out, h.settle()...)
+	case "release":
+		a := get()
+		if a.permit == (Permit{}) {
+			h.t.Fatalf("%s: %s holds no permit", where, a.id)
+		}
+		if msg := panicOf(a.permit.Release); msg != "" {
+			out = append(out, "panic: "+msg)
+		} else {
+			a.released = true
+			out = append(out, a.id+": released")
+		}
+		out = append(out, h.settle()...)
+		return append(out, fmt.Sprintf("inflight=%d depth=%d", h.b.Inflight(), h.b.Depth()))
+	case "close":
+		h.b.Close()
+		return append([]string{"closed"}, h.settle()...)
+	case "print":
+		return h.print()
+	}
+	h.t.Fatalf("%s: unknown command %q", where, cmd)
+	return nil
+}
+
+var errTryRefused = errors.New("refused")
+
+func (h *harness) newAcq(where, id string) *acq {
+	if id == "" || h.acqs[id] != nil {
+		h.t.Fatalf("%s: id %q missing or reused", where, id)
+	}
+	a := &acq{id: id, seq: len(h.order), start: h.clk.Now()}
+	h.acqs[id] = a
+	h.order = append(h.order, a)
+	return a
+}
+
+func (h *harness) record(r acqResult) *acq {
+	a := h.acqs[r.id]
+	a.pending = false
+	a.permit, a.err, a.end = r.permit, r.err, r.end
+	return a
+}
+
+// settle waits until every acquire that must end has reported: those whose
+// ctx was canceled or whose timer is due, and as many as have left the
+// queue (a waiter is unlinked before it can report, so while more acquires
+// are pending than queued, one is on its way). It returns their outcomes
+// in the order the acquires were started.
+func (h *harness) settle() []string {
+	var done []*acq
+	for {
+		pending, mustEnd := 0, false
+		for _, a := range h.order {
+			if a.pending {
+				pending++
+				if a.canceled || (!a.deadline.IsZero() && !a.deadline.After(h.clk.Now())) {
+					mustEnd = true
+				}
+			}
+		}
+		if !mustEnd && pending == h.b.Depth() {
+			break
+		}
+		done = append(done, h.record(<-h.results))
+	}
+	slices.SortFunc(done, func(x, y *acq) int { return x.seq - y.seq })
+	var out []string
+	for _, a := range done {
+		out = append(out, h.describe(a))
+	}
+	return out
+}
+
+func (h *harness) describe(a *acq) string {
+	if a.pending {
+		return a.id + ": queued"
+	}
+	waited := ""
+	if !a.try && !a.deadline.IsZero() {
+		waited = fmt.Sprintf(" after %v", a.end.Sub(a.start))
+	}
+	switch {
+	case a.err == nil && a.released:
+		return a.id + ": acquired" + waited + ", released"
+	case a.err == nil:
+		return a.id + ": acquired" + waited
+	default:
+		return a.id + ": " + errName(a.err) + waited
+	}
+}
+
+func errName(err error) string {
+	switch {
+	case errors.Is(err, ErrFull):
+		return "ErrFull"
+	case errors.Is(err, ErrTimeout):
+		return "ErrTimeout"
+	case errors.Is(err, ErrClosed):
+		return "ErrClosed"
+	case errors.Is(err, context.Canceled):
+		return "context.Canceled"
+	case errors.Is(err, errTryRefused):
+		return "refused"
+	}
+	return "error: " + err.Error()
+}
+
+func (h *harness) print() []string {
+	h.b.mu.Lock()
+	checkInvariantsLocked(h.t, h.b)
+	var q []string
+	for w := h.b.head; w != nil; w = w.next {
+		name, ok := h.names[w]
+		if !ok {
+			name = "?"
+		}
+		q = append(q, name)
+	}
+	h.b.mu.Unlock()
+	out := []string{fmt.Sprintf("inflight=%d depth=%d queue=[%s]", h.b.Inflight(), h.b.Depth(), strings.Join(q, " "))}
+	for _, a := range h.order {
+		out = append(out, h.describe(a))
+	}
+	return out
+}
+
+// panicOf runs f and returns the message it panicked with, or "".
+func panicOf(f func()) (msg string) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg = fmt.Sprint(r)
+		}
+	}()
+	f()
+	return ""
+}
+
+// checkInvariantsLocked checks what must hold whenever b.mu is free: the
+// counts match the list, the mirrors match the counts, and the queue is
+// non-empty only while every slot is held.
+func checkInvariantsLocked(t testing.TB, b *Bulkhead) {
+	t.Helper()
+	n := 0
+	var prev *waiter
+	for w := b.head; w != nil; w = w.next {
+		if w.prev != prev || w.state != waitQueued {
+			t.Errorf("queue corrupt at waiter %d: prev link or state %d", n, w.state)
+		}
+		prev = w
+		n++
+	}
+	if prev != b.tail {
+		t.Errorf("tail does not end the list")
+	}
+	if n != b.depth || int64(n) != b.depthMirror.Load() {
+		t.Errorf("depth %d, mirror %d, list holds %d", b.depth, b.depthMirror.Load(), n)
+	}
+	if int64(b.inflight) != b.inflightMirror.Load() {
+		t.Errorf("inflight %d, mirror %d", b.inflight, b.inflightMirror.Load())
+	}
+	if b.inflight < 0 || b.inflight > b.maxConcurrent {
+		t.Errorf("inflight %d out of [0, %d]", b.inflight, b.maxConcurrent)
+	}
+	if n > 0 && b.inflight != b.maxConcurrent {
+		t.Errorf("%d waiters queued with only %d of %d slots held", n, b.inflight, b.maxConcurrent)
+	}
+	if n > b.maxDepth {
+		t.Errorf("depth %d over max %d", n, b.maxDepth)
+	}
+}
