@@ -226,8 +226,14 @@ type RateLimit struct {
 	// Burst is the bucket size. Default: RPS rounded up, at least 1.
 	Burst int `yaml:"burst"`
 	// Key selects one bucket per: none (route-wide), client_ip, or
-	// header:<Name> (one bucket per value of that request header). Default none.
+	// header:<Name> (one bucket per value of that request header; requests
+	// without the header share one bucket). Default none.
 	Key string `yaml:"key"`
+	// MaxKeys bounds the table of per-key buckets for client_ip and header
+	// keys; the least recently used key is evicted when it is full, so a
+	// flood of distinct keys cannot grow memory. An evicted key starts again
+	// with a full bucket. Default 100000.
+	MaxKeys int `yaml:"max_keys"`
 }
 
 // Bulkhead caps concurrency to the upstream.
@@ -328,7 +334,7 @@ func (m *Match) setDefaults() { *m = Match{} }
 
 // setDefaults leaves Burst at 0; validation fills it from RPS when the key
 // was not written.
-func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none"} }
+func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none", MaxKeys: 100000} }
 
 func (b *Bulkhead) setDefaults() { *b = Bulkhead{MaxConcurrent: 50} }
 

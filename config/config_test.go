@@ -159,7 +159,7 @@ func TestFull(t *testing.T) {
 				Upstream:    "users",
 				StripPrefix: true,
 				Timeout:     5 * time.Second,
-				RateLimit:   &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key"},
+				RateLimit:   &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000},
 				Bulkhead:    &Bulkhead{MaxConcurrent: 20},
 				Queue:       Queue{MaxDepth: 0, MaxWait: time.Second},
 			},
@@ -168,7 +168,7 @@ func TestFull(t *testing.T) {
 				Match:     Match{Path: "/status"},
 				Upstream:  "static",
 				Timeout:   0,
-				RateLimit: &RateLimit{RPS: 2.5, Burst: 3, Key: "client_ip"},
+				RateLimit: &RateLimit{RPS: 2.5, Burst: 3, Key: "client_ip", MaxKeys: 100000},
 				Queue:     Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond},
 			},
 		},
@@ -280,7 +280,7 @@ routes:
 		t.Error(d)
 	}
 	// Burst defaults to rps rounded up.
-	rl := &RateLimit{RPS: 7.2, Burst: 8, Key: "none"}
+	rl := &RateLimit{RPS: 7.2, Burst: 8, Key: "none", MaxKeys: 100000}
 	for _, d := range diff("RateLimit", reflect.ValueOf(cfg.Routes[0].RateLimit), reflect.ValueOf(rl)) {
 		t.Error(d)
 	}
@@ -397,7 +397,7 @@ routes:
 	if got := cfg.Upstreams[1].Targets; !reflect.DeepEqual(got, []string{"http://127.0.0.1:1"}) {
 		t.Errorf("upstreams[1].targets = %v", got)
 	}
-	if got := *cfg.Routes[1].RateLimit; got != (RateLimit{RPS: 5, Burst: 5, Key: "client_ip"}) {
+	if got := *cfg.Routes[1].RateLimit; got != (RateLimit{RPS: 5, Burst: 5, Key: "client_ip", MaxKeys: 100000}) {
 		t.Errorf("routes[1].rate_limit = %+v", got)
 	}
 	if cfg.Routes[0].RateLimit == cfg.Routes[1].RateLimit {

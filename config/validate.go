@@ -340,6 +340,7 @@ func (v *validator) rateLimit(p string, rl *RateLimit) {
 		// so a huge rps cannot overflow int; a bucket that big never limits.
 		rl.Burst = int(min(max(1, math.Ceil(rl.RPS)), math.MaxInt32))
 	}
+	v.atLeastOne(p+".max_keys", rl.MaxKeys)
 	switch name, isHeader := strings.CutPrefix(rl.Key, "header:"); {
 	case rl.Key == "none" || rl.Key == "client_ip":
 	case !isHeader:
