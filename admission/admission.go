@@ -1,0 +1,213 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"sluice/breaker"
+	"sluice/bulkhead"
+	"sluice/clock"
+	"sluice/config"
+)
+
+// Controller admits or refuses the requests of one route. It is safe for
+// concurrent use; its counters are atomics read without locks.
+type Controller struct {
+	route string
+	clk   clock.Clock
+	rl    *RateLimiter       // nil: no rate limit
+	bh    *bulkhead.Bulkhead // nil: unlimited concurrency, no queue
+	br    *breaker.Breaker   // the upstream's breaker; nil: none
+	svc   serviceTime
+
+	admitted atomic.Uint64
+	rejected [numReasons]atomic.Uint64
+	inflight atomic.Int64 // admitted and not yet finished
+}
+
+// New builds the controller of a validated route. br is the breaker of the
+// route's upstream, shared by every route to it, or nil. clk nil = wall clock.
+func New(rc config.Route, br *breaker.Breaker, clk clock.Clock) *Controller {
+	if clk == nil {
+		clk = clock.Real()
+	}
+	c := &Controller{route: rc.Name, clk: clk, br: br}
+	if rc.RateLimit != nil {
+		c.rl = NewRateLimiter(*rc.RateLimit)
+	}
+	if rc.Bulkhead != nil {
+		c.bh = bulkhead.New(rc.Bulkhead.MaxConcurrent, rc.Queue.MaxDepth, rc.Queue.MaxWait, clk)
+	}
+	return c
+}
+
+// Decision is the outcome of Admit. An admitted decision holds a bulkhead
+// slot and a breaker ticket until Finish; a refused one holds nothing.
+type Decision struct {
+	Reason Reason
+	// RetryAfter is the honest wait before retrying, per SPEC's rejection
+	// table; 0 for admitted requests and ClientGone.
+	RetryAfter time.Duration
+	// QueueWait is the time spent waiting in the bulkhead queue.
+	QueueWait time.Duration
+
+	// RateLimit state for the IETF RateLimit header, set when the route has
+	// a rate limit (whatever the outcome).
+	HasRateLimit bool
+	Remaining    int           // whole tokens left in the key's bucket
+	Reset        time.Duration // until the bucket is full again
+
+	c         *Controller
+	permit    bulkhead.Permit
+	hasPermit bool
+	brDone    func(breaker.Outcome)
+	start     time.Time // when the request got its slot
+}
+
+// Admit runs r through the route's admission, in SPEC order: rate limit,
+// bulkhead (waiting in the bounded queue if it is full), then the
+// upstream's breaker. ctx bounds the queue wait (the route deadline and the
+// client's own cancellation).
+//
+// An open breaker is also checked before queueing: there is no point making
+// a client wait for a slot only to refuse it at the end (SPEC: never make a
+// client wait only to be refused).
+func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
+	now := c.clk.Now()
+	var d Decision
+	if c.rl != nil {
+		ok, remaining, reset, delay := c.rl.Allow(r, now)
+		d.HasRateLimit, d.Remaining, d.Reset = true, remaining, reset
+		if !ok {
+			return c.refuse(d, RateLimited, delay)
+		}
+	}
+	if c.br != nil {
+		if left := c.br.OpenFor(); left > 0 {
+			return c.refuse(d, BreakerOpen, left)
+		}
+	}
+	start := now
+	if c.bh != nil {
+		// Try first: a free slot needs no second clock read (time.Now is
+		// ~50 ns here, a quarter of the whole fast path).
+		p, ok := c.bh.TryAcquire()
+		if !ok {
+			var err error
+			p, err = c.bh.Acquire(ctx)
+			start = c.clk.Now()
+			d.QueueWait = start.Sub(now)
+			if err != nil {
+				return c.refuseQueue(d, err)
+			}
+		}
+		d.permit, d.hasPermit = p, true
+	}
+	if c.br != nil {
+		done, err := c.br.Allow()
+		if err != nil {
+			// Half-open with every probe out, or opened while we queued.
+			if d.hasPermit {
+				d.permit.Release()
+				d.hasPermit = false
+			}
+			return c.refuse(d, BreakerOpen, c.br.OpenFor())
+		}
+		d.brDone = done
+	}
+	c.admitted.Add(1)
+	c.inflight.Add(1)
+	d.c, d.start = c, start
+	return d
+}
+
+func (c *Controller) refuseQueue(d Decision, err error) Decision {
+	switch {
+	case errors.Is(err, bulkhead.ErrFull):
+		return c.refuse(d, QueueFull, c.queueRetryAfter())
+	case errors.Is(err, bulkhead.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		// The route deadline passing in the queue is a queue timeout too:
+		// the client is refused for capacity, not for a slow upstream.
+		return c.refuse(d, QueueTimeout, c.queueRetryAfter())
+	case errors.Is(err, bulkhead.ErrClosed):
+		return c.refuse(d, ShuttingDown, 0)
+	}
+	d.Reason = ClientGone
+	c.rejected[ClientGone].Add(1)
+	return d
+}
+
+func (c *Controller) refuse(d Decision, r Reason, retryAfter time.Duration) Decision {
+	c.rejected[r].Add(1)
+	d.Reason, d.RetryAfter = r, retryAfter
+	return d
+}
+
+// queueRetryAfter estimates how long the queue ahead takes to drain, per
+// SPEC: (depth+1) × recent mean service time ÷ max_concurrent.
+func (c *Controller) queueRetryAfter() time.Duration {
+	return time.Duration(int64(c.bh.Depth()+1) * int64(c.svc.mean()) / int64(c.bh.MaxConcurrent()))
+}
+
+// Refuse counts a refusal decided outside Admit (no_healthy_upstream).
+func (c *Controller) Refuse(r Reason) { c.rejected[r].Add(1) }
+
+// Finish ends an admitted request: it reports the outcome to the breaker,
+// frees the bulkhead slot and feeds the service-time estimate. Call it
+// exactly once per admitted decision; it does nothing for a refused one.
+func (d *Decision) Finish(o breaker.Outcome) {
+	c := d.c
+	if c == nil {
+		return
+	}
+	d.c = nil
+	if d.brDone != nil {
+		d.brDone(o)
+		d.brDone = nil
+	}
+	if d.hasPermit {
+		d.permit.Release()
+		d.hasPermit = false
+	}
+	c.svc.observe(c.clk.Now().Sub(d.start))
+	c.inflight.Add(-1)
+}
+
+// Route returns the route's name.
+func (c *Controller) Route() string { return c.route }
+
+// RateLimiter returns the route's rate limiter, or nil.
+func (c *Controller) RateLimiter() *RateLimiter { return c.rl }
+
+// Bulkhead returns the route's bulkhead, or nil.
+func (c *Controller) Bulkhead() *bulkhead.Bulkhead { return c.bh }
+
+// Admitted is the number of requests admitted so far.
+func (c *Controller) Admitted() uint64 { return c.admitted.Load() }
+
+// Rejected is the number of requests refused for r so far.
+func (c *Controller) Rejected(r Reason) uint64 { return c.rejected[r].Load() }
+
+// Inflight is the number of admitted requests not yet finished.
+func (c *Controller) Inflight() int64 { return c.inflight.Load() }
+
+// QueueDepth is the number of requests waiting for a slot now.
+func (c *Controller) QueueDepth() int {
+	if c.bh == nil {
+		return 0
+	}
+	return c.bh.Depth()
+}
+
+// MeanServiceTime is the recent mean time admitted requests held a slot.
+func (c *Controller) MeanServiceTime() time.Duration { return c.svc.mean() }
+
+// Close refuses every queued request with ShuttingDown (graceful drain).
+func (c *Controller) Close() {
+	if c.bh != nil {
+		c.bh.Close()
+	}
+}

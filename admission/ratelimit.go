@@ -1,0 +1,196 @@
+package admission
+
+import (
+	"hash/maphash"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"sluice/config"
+)
+
+// RateLimiter is a route's token bucket (golang.org/x/time/rate), either one
+// for the whole route or one per key (client IP or a header's value).
+type RateLimiter struct {
+	limit  rate.Limit
+	burst  int
+	single *rate.Limiter // key none
+	header string        // canonical header name for header:<Name> keys
+	byIP   bool          // key client_ip
+	table  *keyTable     // per-key buckets; nil for key none
+}
+
+// NewRateLimiter builds the limiter a validated rate_limit block describes.
+func NewRateLimiter(c config.RateLimit) *RateLimiter {
+	l := &RateLimiter{limit: rate.Limit(c.RPS), burst: c.Burst}
+	switch {
+	case c.Key == "client_ip":
+		l.byIP = true
+	case strings.HasPrefix(c.Key, "header:"):
+		l.header = strings.TrimPrefix(c.Key, "header:")
+	default:
+		l.single = rate.NewLimiter(l.limit, l.burst)
+		return l
+	}
+	l.table = newKeyTable(c.MaxKeys, func() *rate.Limiter { return rate.NewLimiter(l.limit, l.burst) })
+	return l
+}
+
+// Burst is the bucket size, the q of RateLimit-Policy.
+func (l *RateLimiter) Burst() int { return l.burst }
+
+// Window is the time an empty bucket takes to fill, the w of
+// RateLimit-Policy: burst requests are allowed per window.
+func (l *RateLimiter) Window() time.Duration {
+	return time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
+}
+
+// Keys is the number of per-key buckets held now.
+func (l *RateLimiter) Keys() int {
+	if l.table == nil {
+		return 0
+	}
+	return l.table.len()
+}
+
+// Allow takes one token from the bucket of r's key at now. It reports
+// whether the request may go on, the whole tokens left, the time until
+// the bucket is full again, and when refused the real delay until the next
+// token (the Retry-After of rate_limited).
+func (l *RateLimiter) Allow(r *http.Request, now time.Time) (ok bool, remaining int, reset, delay time.Duration) {
+	lim := l.single
+	if lim == nil {
+		lim = l.table.get(l.key(r))
+	}
+	ok = lim.AllowN(now, 1)
+	tokens := lim.TokensAt(now)
+	if !ok {
+		// The bucket holds less than one token; the next arrives when the
+		// deficit has refilled at the configured rate.
+		delay = l.durationFor(1 - tokens)
+	}
+	remaining = int(math.Max(0, math.Floor(tokens)))
+	reset = l.durationFor(float64(l.burst) - tokens)
+	return ok, remaining, reset, delay
+}
+
+func (l *RateLimiter) durationFor(tokens float64) time.Duration {
+	if tokens <= 0 {
+		return 0
+	}
+	return time.Duration(tokens / float64(l.limit) * float64(time.Second))
+}
+
+// maxKeyLen caps the bytes of a key kept in the table: a key is an
+// attacker's choice, and a long one should cost no more than a short one.
+const maxKeyLen = 128
+
+func (l *RateLimiter) key(r *http.Request) string {
+	var k string
+	if l.byIP {
+		// The socket address, never X-Forwarded-For: a client must not be
+		// able to choose its own bucket.
+		k = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(k); err == nil {
+			k = host
+		}
+	} else {
+		k = r.Header.Get(l.header) // absent header: the shared "" bucket
+	}
+	if len(k) > maxKeyLen {
+		k = k[:maxKeyLen]
+	}
+	return k
+}
+
+// keyTable is a bounded map from key to bucket, sharded to spread lock
+// contention. Each shard evicts with CLOCK (second chance): a key used since
+// the hand last passed survives one more round, so keys in steady use stay
+// while a flood of one-off keys evicts mostly itself. Memory is bounded by
+// maxKeys whatever the traffic.
+type keyTable struct {
+	seed   maphash.Seed
+	shards []keyShard
+	fresh  func() *rate.Limiter
+}
+
+type keyShard struct {
+	mu   sync.Mutex // guards m, ring, hand
+	m    map[string]*keyEntry
+	ring []*keyEntry // eviction order, at most cap entries
+	hand int
+	cap  int
+}
+
+type keyEntry struct {
+	key  string
+	lim  *rate.Limiter
+	used bool // set on each hit; cleared as the hand passes
+}
+
+func newKeyTable(maxKeys int, fresh func() *rate.Limiter) *keyTable {
+	n := 1
+	for n < 64 && n*256 < maxKeys { // shards of at least 256 keys, at most 64 shards
+		n *= 2
+	}
+	t := &keyTable{seed: maphash.MakeSeed(), shards: make([]keyShard, n), fresh: fresh}
+	per, extra := maxKeys/n, maxKeys%n
+	for i := range t.shards {
+		c := per
+		if i < extra {
+			c++
+		}
+		t.shards[i] = keyShard{m: make(map[string]*keyEntry), cap: max(c, 1)}
+	}
+	return t
+}
+
+func (t *keyTable) get(key string) *rate.Limiter {
+	s := &t.shards[maphash.String(t.seed, key)&uint64(len(t.shards)-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok {
+		e.used = true
+		return e.lim
+	}
+	e := &keyEntry{key: strings.Clone(key), lim: t.fresh()}
+	if len(s.ring) < s.cap {
+		s.ring = append(s.ring, e)
+	} else {
+		s.evictLocked(e)
+	}
+	s.m[e.key] = e
+	return e.lim
+}
+
+// evictLocked replaces the first entry not used since the hand last passed.
+func (s *keyShard) evictLocked(e *keyEntry) {
+	for {
+		v := s.ring[s.hand]
+		if v.used {
+			v.used = false
+			s.hand = (s.hand + 1) % len(s.ring)
+			continue
+		}
+		delete(s.m, v.key)
+		s.ring[s.hand] = e
+		s.hand = (s.hand + 1) % len(s.ring)
+		return
+	}
+}
+
+func (t *keyTable) len() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}

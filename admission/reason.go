@@ -1,0 +1,41 @@
+package admission
+
+// Reason says why a request was refused, or that it was admitted. Its
+// String is the Sluice-Reject header value of SPEC's rejection table.
+type Reason uint8
+
+const (
+	Admitted Reason = iota
+	RateLimited
+	QueueFull
+	QueueTimeout
+	BreakerOpen
+	NoHealthyUpstream
+	ShuttingDown
+	// ClientGone: the client left while queued. Not a refusal: nothing is
+	// written and the proxy logs 499.
+	ClientGone
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	Admitted:          "admitted",
+	RateLimited:       "rate_limited",
+	QueueFull:         "queue_full",
+	QueueTimeout:      "queue_timeout",
+	BreakerOpen:       "breaker_open",
+	NoHealthyUpstream: "no_healthy_upstream",
+	ShuttingDown:      "shutting_down",
+	ClientGone:        "client_gone",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Rejections lists the refusal reasons, in SPEC order, for reporting.
+var Rejections = []Reason{RateLimited, QueueFull, QueueTimeout, BreakerOpen, NoHealthyUpstream, ShuttingDown}
