@@ -84,7 +84,7 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	p, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

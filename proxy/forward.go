@@ -23,6 +23,15 @@ type reqState struct {
 	clientCtx context.Context // the client's own context, before the route deadline
 	err       error           // the forwarding error, if any
 	status    int             // the status chosen for err
+	upstream  int             // the upstream's response status, 0 if none
+}
+
+// recordStatus notes the upstream's status for the breaker and reporting.
+func recordStatus(res *http.Response) error {
+	if st := stateFrom(res.Request.Context()); st != nil {
+		st.upstream = res.StatusCode
+	}
+	return nil
 }
 
 type stateKey struct{}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/admission"
 )
 
 // flappingUpstream is a real server whose /healthz answers 200 or 500 as
@@ -103,7 +105,7 @@ routes:
 	}
 	pb := decodeProblem(t, resp, body)
 	want := problem{Type: problemCapacity, Title: "Service Unavailable", Status: 503,
-		Detail: rejects[ReasonNoHealthyUpstream].detail, Route: "r", Reason: "no_healthy_upstream", RetryAfter: 3}
+		Detail: rejects[admission.NoHealthyUpstream].detail, Route: "r", Reason: "no_healthy_upstream", RetryAfter: 3}
 	if pb != want {
 		t.Errorf("problem %+v\nwant    %+v", pb, want)
 	}

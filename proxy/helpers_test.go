@@ -47,7 +47,7 @@ func startProxy(t *testing.T, yaml string) *testProxy {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
 	logs := &syncBuffer{}
-	p, err := New(cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	p, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
+	"sluice/admission"
+	"sluice/breaker"
+	"sluice/clock"
 	"sluice/config"
 )
 
@@ -26,13 +30,26 @@ type Proxy struct {
 	running sync.WaitGroup // background goroutines (health checks)
 }
 
+// Options are a Proxy's collaborators. The zero value is usable.
+type Options struct {
+	// Log receives upstream errors. If nil, slog.Default() is used.
+	Log *slog.Logger
+	// Clock drives admission (queue waits, breaker open periods). If nil,
+	// the wall clock is used.
+	Clock clock.Clock
+}
+
 // New compiles cfg, which must have passed config validation, into a Proxy.
 // Call Start to begin health checks and Close to stop them.
-func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
+func New(cfg *config.Config, o Options) (*Proxy, error) {
+	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	t, err := compile(cfg, log)
+	if o.Clock == nil {
+		o.Clock = clock.Real()
+	}
+	t, err := compile(cfg, log, o.Clock)
 	if err != nil {
 		return nil, err
 	}
@@ -41,10 +58,10 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 	return p, nil
 }
 
-func compile(cfg *config.Config, log *slog.Logger) (*table, error) {
+func compile(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*table, error) {
 	t := &table{byName: make(map[string]*Upstream, len(cfg.Upstreams))}
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, log)
+		u, err := newUpstream(uc, log, clk)
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: %w", uc.Name, err)
 		}
@@ -63,6 +80,10 @@ func compile(cfg *config.Config, log *slog.Logger) (*table, error) {
 			m:        newMatcher(rc.Match),
 			up:       u,
 			timeout:  rc.Timeout,
+			adm:      admission.New(rc, u.br, clk),
+		}
+		if rl := rt.adm.RateLimiter(); rl != nil {
+			rt.rlPolicy = []string{fmt.Sprintf("%q;q=%d;w=%d", rc.Name, rl.Burst(), retryAfterSeconds(rl.Window()))}
 		}
 		if rc.StripPrefix {
 			rt.strip = rc.Match.PathPrefix
@@ -82,6 +103,15 @@ func (p *Proxy) Start(ctx context.Context) {
 		if u.health != nil {
 			p.running.Go(func() { u.health.run(ctx) })
 		}
+	}
+}
+
+// Drain refuses every queued request with 503 shutting_down and makes
+// later queue waits refuse at once; requests holding a slot carry on. The
+// server calls it when a graceful shutdown begins.
+func (p *Proxy) Drain() {
+	for _, rt := range p.tab.Load().routes {
+		rt.adm.Close()
 	}
 }
 
@@ -124,32 +154,90 @@ func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 
 	ctx := r.Context()
 	if rt.timeout > 0 {
-		// The deadline starts here so that, once admission control queues
-		// requests, the wait in the queue counts against it (SPEC: timeout
-		// is the whole-request deadline, queue wait included).
+		// The deadline starts before admission so that the wait in the
+		// queue counts against it (SPEC: timeout is the whole-request
+		// deadline, queue wait included).
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
 
-	tg := rt.up.pick()
-	if tg == nil {
-		writeReject(w, rt, ReasonNoHealthyUpstream, rt.up.noHealthyRetryAfter())
+	// No healthy target: refuse before taking a token or a queue place.
+	if !rt.up.anyHealthy() {
+		rt.adm.Refuse(admission.NoHealthyUpstream)
+		writeReject(w, rt, admission.NoHealthyUpstream, rt.up.noHealthyRetryAfter())
 		return
 	}
+	d := rt.adm.Admit(ctx, r)
+	if d.HasRateLimit {
+		rt.setRateLimitHeaders(w.Header(), &d)
+	}
+	switch d.Reason {
+	case admission.Admitted:
+	case admission.ClientGone:
+		p.log.LogAttrs(ctx, slog.LevelInfo, "client left while queued",
+			slog.String("route", rt.name), slog.Int("status", StatusClientClosed),
+			slog.Duration("queue_wait", d.QueueWait))
+		return
+	default:
+		writeReject(w, rt, d.Reason, d.RetryAfter)
+		return
+	}
+
+	tg := rt.up.pick()
 	st.target = tg
 	tg.inflight.Add(1)
-	// Deferred: ReverseProxy aborts a broken body copy with a panic
-	// (http.ErrAbortHandler) and the count must still come down.
-	defer tg.inflight.Add(-1)
+	finished := false
+	defer func() {
+		// Reached with finished unset only when ReverseProxy aborts a broken
+		// body copy with a panic (http.ErrAbortHandler): the slot and the
+		// target's count must still be given back, and the breaker is told
+		// nothing it cannot know.
+		if !finished {
+			tg.inflight.Add(-1)
+			d.Finish(breaker.Ignored)
+		}
+	}()
 
 	rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+
+	finished = true
+	tg.inflight.Add(-1)
+	d.Finish(rt.up.outcome(st))
 	if st.err != nil {
 		p.log.LogAttrs(ctx, logLevel(st.status), "upstream request failed",
 			slog.String("route", rt.name), slog.String("upstream", rt.up.name),
 			slog.String("target", tg.URL.Host), slog.Int("status", st.status),
 			slog.String("error", st.err.Error()))
 	}
+}
+
+// setRateLimitHeaders adds the IETF draft RateLimit-Policy and RateLimit
+// headers (draft-ietf-httpapi-ratelimit-headers): q is the bucket size and
+// w the seconds an empty bucket takes to fill; r the whole tokens left and
+// t the seconds until the bucket is full again.
+func (rt *Route) setRateLimitHeaders(h http.Header, d *admission.Decision) {
+	h["Ratelimit-Policy"] = rt.rlPolicy
+	b := make([]byte, 0, len(rt.nameJSON)+24)
+	b = append(b, rt.nameJSON...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = append(b, ";t="...)
+	var t int64
+	if d.Reset > 0 {
+		t = retryAfterSeconds(d.Reset)
+	}
+	b = strconv.AppendInt(b, t, 10)
+	h["Ratelimit"] = []string{string(b)}
+}
+
+// outcome classifies a finished request for the upstream's breaker: the
+// client's own departure never counts against the upstream.
+func (u *Upstream) outcome(st *reqState) breaker.Outcome {
+	if u.br == nil || st.status == StatusClientClosed {
+		return breaker.Ignored
+	}
+	return u.br.Classify(st.upstream, st.err)
 }
 
 func logLevel(status int) slog.Level {

@@ -5,17 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
-)
 
-// Reject reasons: the values of the Sluice-Reject header (SPEC, "Admission
-// order and rejections").
-const (
-	ReasonRateLimited       = "rate_limited"
-	ReasonQueueFull         = "queue_full"
-	ReasonQueueTimeout      = "queue_timeout"
-	ReasonBreakerOpen       = "breaker_open"
-	ReasonNoHealthyUpstream = "no_healthy_upstream"
-	ReasonShuttingDown      = "shutting_down"
+	"sluice/admission"
 )
 
 const (
@@ -23,28 +14,28 @@ const (
 	problemCapacity = "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"
 )
 
-// rejectInfo is what the rejection table of SPEC says about one reason.
+// rejectInfo is what SPEC's rejection table says about one reason.
 type rejectInfo struct {
 	status int
 	detail string
 	header []string // Sluice-Reject value, shared: header values are never mutated in place
 }
 
-var rejects = map[string]rejectInfo{
-	ReasonRateLimited:       {http.StatusTooManyRequests, "the route's rate limit is exhausted for this client", nil},
-	ReasonQueueFull:         {http.StatusServiceUnavailable, "the route is at capacity and its wait queue is full", nil},
-	ReasonQueueTimeout:      {http.StatusServiceUnavailable, "the route stayed at capacity for the maximum queue wait", nil},
-	ReasonBreakerOpen:       {http.StatusServiceUnavailable, "the upstream's circuit breaker is open", nil},
-	ReasonNoHealthyUpstream: {http.StatusServiceUnavailable, "no target of the upstream is healthy", nil},
-	ReasonShuttingDown:      {http.StatusServiceUnavailable, "the proxy is shutting down", nil},
-}
-
-func init() {
-	for reason, ri := range rejects {
-		ri.header = []string{reason}
-		rejects[reason] = ri
+var rejects = func() map[admission.Reason]rejectInfo {
+	m := map[admission.Reason]rejectInfo{
+		admission.RateLimited:       {http.StatusTooManyRequests, "the route's rate limit is exhausted for this client", nil},
+		admission.QueueFull:         {http.StatusServiceUnavailable, "the route is at capacity and its wait queue is full", nil},
+		admission.QueueTimeout:      {http.StatusServiceUnavailable, "the route stayed at capacity for the maximum queue wait", nil},
+		admission.BreakerOpen:       {http.StatusServiceUnavailable, "the upstream's circuit breaker is open", nil},
+		admission.NoHealthyUpstream: {http.StatusServiceUnavailable, "no target of the upstream is healthy", nil},
+		admission.ShuttingDown:      {http.StatusServiceUnavailable, "the proxy is shutting down", nil},
 	}
-}
+	for r, ri := range m {
+		ri.header = []string{r.String()}
+		m[r] = ri
+	}
+	return m
+}()
 
 var (
 	hdrProblemJSON = []string{"application/problem+json"}
@@ -64,19 +55,36 @@ func retryAfterSeconds(d time.Duration) int64 {
 // writeReject is the one place that turns an admission refusal into its
 // response: status, Sluice-Reject, Retry-After (omitted for shutting_down,
 // which promises nothing) and an RFC 9457 problem body.
-func writeReject(w http.ResponseWriter, rt *Route, reason string, retryAfter time.Duration) {
+func writeReject(w http.ResponseWriter, rt *Route, reason admission.Reason, retryAfter time.Duration) {
 	ri, ok := rejects[reason]
 	if !ok {
-		panic("proxy: unknown reject reason " + reason)
+		panic("proxy: no response for reason " + reason.String())
 	}
 	h := w.Header()
 	h["Sluice-Reject"] = ri.header
 	var secs int64
-	if reason != ReasonShuttingDown {
+	if reason != admission.ShuttingDown {
 		secs = retryAfterSeconds(retryAfter)
-		h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+		h["Retry-After"] = retryAfterValue(secs)
 	}
-	writeProblem(w, ri.status, rt, reason, secs, ri.detail)
+	writeProblem(w, ri.status, rt, ri.header[0], secs, ri.detail)
+}
+
+// retryAfterValues holds the header values of common Retry-After seconds,
+// so that refusing under overload allocates nothing for the header.
+var retryAfterValues = func() [][]string {
+	v := make([][]string, 301)
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func retryAfterValue(secs int64) []string {
+	if secs < int64(len(retryAfterValues)) {
+		return retryAfterValues[secs]
+	}
+	return []string{strconv.FormatInt(secs, 10)}
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"sluice/admission"
 	"sluice/config"
 )
 
@@ -18,7 +19,13 @@ type Route struct {
 	// strip is the prefix removed before forwarding; "" when strip_prefix is off.
 	strip   string
 	timeout time.Duration // whole-request deadline; 0 = none
+
+	adm      *admission.Controller
+	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
 }
+
+// Admission returns the route's admission controller (counters, bulkhead).
+func (rt *Route) Admission() *admission.Controller { return rt.adm }
 
 // Name returns the route's configured name.
 func (rt *Route) Name() string { return rt.name }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/breaker"
+	"sluice/clock"
 	"sluice/config"
 )
 
@@ -38,7 +40,8 @@ type Upstream struct {
 	balancer Balancer
 	tr       *http.Transport
 	rp       *httputil.ReverseProxy
-	health   *healthChecker // nil without health_check
+	health   *healthChecker   // nil without health_check
+	br       *breaker.Breaker // nil without breaker
 }
 
 // Name returns the upstream's configured name.
@@ -47,7 +50,10 @@ func (u *Upstream) Name() string { return u.name }
 // Targets returns the upstream's targets, healthy or not.
 func (u *Upstream) Targets() []*Target { return u.targets }
 
-func newUpstream(c config.Upstream, log *slog.Logger) (*Upstream, error) {
+// Breaker returns the upstream's circuit breaker, or nil.
+func (u *Upstream) Breaker() *breaker.Breaker { return u.br }
+
+func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstream, error) {
 	bal, err := newBalancer(c.Balance)
 	if err != nil {
 		return nil, err
@@ -71,14 +77,18 @@ func newUpstream(c config.Upstream, log *slog.Logger) (*Upstream, error) {
 	u.refreshHealthy()
 	u.tr = newTransport(c, len(u.targets))
 	u.rp = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    u.tr,
-		BufferPool:   bufferPool{},
-		ErrorHandler: errorHandler,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Rewrite:        rewrite,
+		ModifyResponse: recordStatus,
+		Transport:      u.tr,
+		BufferPool:     bufferPool{},
+		ErrorHandler:   errorHandler,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if c.HealthCheck != nil {
 		u.health = newHealthChecker(u, *c.HealthCheck, log)
+	}
+	if c.Breaker != nil {
+		u.br = breaker.New(c.Name, *c.Breaker, clk)
 	}
 	return u, nil
 }
@@ -103,14 +113,21 @@ func newTransport(c config.Upstream, ntargets int) *http.Transport {
 	}
 }
 
-// pick returns a healthy target, or nil when none is in rotation.
+// pick returns a healthy target. If health checks took the last target out
+// of rotation after the request was admitted (a race of nanoseconds, since
+// serveRoute checks first), it picks among all targets rather than refuse an
+// admitted request: every admitted request is forwarded, which keeps the
+// accounting exact.
 func (u *Upstream) pick() *Target {
 	ts := *u.healthy.Load()
 	if len(ts) == 0 {
-		return nil
+		ts = u.targets
 	}
 	return u.balancer.Pick(ts)
 }
+
+// anyHealthy reports whether some target is in rotation.
+func (u *Upstream) anyHealthy() bool { return len(*u.healthy.Load()) > 0 }
 
 // refreshHealthy rebuilds the snapshot of targets in rotation.
 func (u *Upstream) refreshHealthy() {

@@ -2,9 +2,10 @@
 // until told to stop, and drains gracefully.
 //
 // Drain order on shutdown: readiness goes 503 first (so a load balancer
-// polling /readyz stops sending), then the proxy listener stops accepting and
-// in-flight requests get server.shutdown_grace to finish; whatever is still
-// running after that is cut. The admin listener closes last, so /readyz is
+// polling /readyz stops sending), queued requests are refused with 503
+// shutting_down, then the proxy listener stops accepting and in-flight
+// requests get server.shutdown_grace to finish; whatever is still running
+// after that is cut. The admin listener closes last, so /readyz is
 // observable for the whole drain.
 package server
 
@@ -43,7 +44,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	p, err := proxy.New(cfg, log)
+	p, err := proxy.New(cfg, proxy.Options{Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +136,9 @@ func (s *Server) Shutdown() {
 	s.log.Info("draining", "grace", grace.String())
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// Queued requests are refused now (503 shutting_down) rather than kept
+	// waiting for a slot the drain may not give them in time.
+	s.proxy.Drain()
 	if err := s.proxySrv.Shutdown(ctx); err != nil {
 		s.log.Warn("grace period over, closing remaining connections", "error", err)
 		s.proxySrv.Close()

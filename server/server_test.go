@@ -120,6 +120,63 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 
 // TestDrainGraceExpires checks a request still running after shutdown_grace
 // is cut instead of holding the process forever.
+// TestDrainRefusesQueued: at shutdown, requests holding a slot finish and
+// requests waiting in the queue get 503 shutting_down without Retry-After.
+func TestDrainRefusesQueued(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "done")
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", shutdown_grace: 30s}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u, bulkhead: {max_concurrent: 2}, queue: {max_depth: 5, max_wait: 1m}}]
+`, up.URL))
+	type answer struct {
+		status        int
+		reason, retry string
+	}
+	answers := make(chan answer, 5)
+	for i := 0; i < 5; i++ {
+		go func() {
+			c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			resp, err := c.Get("http://" + s.ProxyAddr() + "/")
+			if err != nil {
+				answers <- answer{status: -1, reason: err.Error()}
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers <- answer{resp.StatusCode, resp.Header.Get("Sluice-Reject"), resp.Header.Get("Retry-After")}
+		}()
+	}
+	<-entered
+	<-entered
+	adm := s.Proxy().Routes()[0].Admission()
+	waitFor(t, "3 queued", func() bool { return adm.QueueDepth() == 3 })
+	drained := make(chan struct{})
+	go func() { s.Shutdown(); close(drained) }()
+	got := map[answer]int{}
+	for i := 0; i < 3; i++ {
+		got[<-answers]++
+	}
+	if want := (answer{503, "shutting_down", ""}); got[want] != 3 {
+		t.Errorf("queued requests at shutdown got %v, want 3 × %v", got, want)
+	}
+	close(release)
+	for i := 0; i < 2; i++ {
+		if a := <-answers; a.status != 200 {
+			t.Errorf("in-flight request at shutdown: %+v, want 200", a)
+		}
+	}
+	<-drained
+}
+
 func TestDrainGraceExpires(t *testing.T) {
 	entered := make(chan struct{})
 	hang := make(chan struct{})
