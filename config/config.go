@@ -50,6 +50,8 @@ type Server struct {
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM or
 	// SIGINT before connections are closed. Default 30s; 0 closes at once.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// AccessLog writes one JSON line per request to stderr. Default true.
+	AccessLog bool `yaml:"access_log"`
 }
 
 // TLS configures the HTTPS listener: either ACME or a static cert_file/key_file pair.
@@ -278,6 +280,7 @@ func (s *Server) setDefaults() {
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    1 << 20,
 		ShutdownGrace:     30 * time.Second,
+		AccessLog:         true,
 	}
 }
 

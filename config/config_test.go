@@ -98,6 +98,7 @@ func TestFull(t *testing.T) {
 			IdleTimeout:       90 * time.Second,
 			MaxHeaderBytes:    65536,
 			ShutdownGrace:     10 * time.Second,
+			AccessLog:         false,
 		},
 		TLS: &TLS{
 			Listen: ":18443",
@@ -188,6 +189,7 @@ func TestMinimalDefaults(t *testing.T) {
 			IdleTimeout:       60 * time.Second,
 			MaxHeaderBytes:    1048576,
 			ShutdownGrace:     30 * time.Second,
+			AccessLog:         true,
 		},
 		TLS:   nil,
 		Admin: Admin{Listen: "127.0.0.1:9901", TokenFile: ""},
@@ -483,5 +485,38 @@ func TestLoadReadError(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("Load error %q does not name the file", err)
+	}
+}
+
+func TestPublicRedacts(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(`
+admin: {token_file: /etc/sluice/token}
+tracing: {exporter: otlp, endpoint: "https://user:pw@collector:4318"}
+upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
+routes: [{name: r, match: {path: /}, upstream: u, timeout: 250ms}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Public()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := m["admin"].(map[string]any)
+	if admin["token_file"] != "(redacted)" {
+		t.Errorf("token_file = %v", admin["token_file"])
+	}
+	if ep := m["tracing"].(map[string]any)["endpoint"]; ep != "https://collector:4318" {
+		t.Errorf("endpoint = %v", ep)
+	}
+	r := m["routes"].([]any)[0].(map[string]any)
+	if r["timeout"] != "250ms" || r["name"] != "r" {
+		t.Errorf("route = %v", r)
+	}
+	if c.Admin.TokenFile != "/etc/sluice/token" {
+		t.Error("Public changed the config itself")
+	}
+	if _, ok := m["File"]; ok {
+		t.Error("internal field exported")
 	}
 }

@@ -128,7 +128,11 @@ func (v *validator) tracing() {
 
 func (v *validator) monitoring() {
 	m := &v.c.Monitoring
-	v.positiveDuration("monitoring.sample_interval", m.SampleInterval)
+	// The API reports the interval in whole milliseconds, and sampling
+	// faster than that would cost CPU for no information.
+	if m.SampleInterval < time.Millisecond {
+		v.errorf("monitoring.sample_interval", "monitoring.sample_interval must be at least 1ms, got %s", m.SampleInterval)
+	}
 	v.positiveInt("monitoring.samples", m.Samples)
 }
 

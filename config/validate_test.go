@@ -102,7 +102,7 @@ func TestValidateErrors(t *testing.T) {
 			[]string{`3:13: tracing.endpoint must not be empty when tracing.exporter is otlp`}},
 		{"empty endpoint without otlp", "tracing:\n  endpoint: \"\"\n" + base, nil},
 		{"zero sample_interval", "monitoring:\n  sample_interval: 0s\n" + base,
-			[]string{`2:20: monitoring.sample_interval must be > 0, got 0s`}},
+			[]string{`2:20: monitoring.sample_interval must be at least 1ms, got 0s`}},
 		{"zero samples", "monitoring:\n  samples: 0\n" + base,
 			[]string{`2:12: monitoring.samples must be > 0, got 0`}},
 
