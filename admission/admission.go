@@ -26,6 +26,8 @@ type Controller struct {
 	admitted atomic.Uint64
 	rejected [numReasons]atomic.Uint64
 	inflight atomic.Int64 // admitted and not yet finished
+
+	lastRateLimited atomic.Uint64 // rate_limited count at the previous sample (sampler only)
 }
 
 // New builds the controller of a validated route. br is the breaker of the
@@ -53,6 +55,9 @@ type Decision struct {
 	RetryAfter time.Duration
 	// QueueWait is the time spent waiting in the bulkhead queue.
 	QueueWait time.Duration
+	// Bulkheaded says the request reached the bulkhead (it was not refused
+	// before), so QueueWait is a measurement.
+	Bulkheaded bool
 
 	// RateLimit state for the IETF RateLimit header, set when the route has
 	// a rate limit (whatever the outcome).
@@ -92,6 +97,7 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 	}
 	start := now
 	if c.bh != nil {
+		d.Bulkheaded = true
 		// Try first: a free slot needs no second clock read (time.Now is
 		// ~50 ns here, a quarter of the whole fast path).
 		p, ok := c.bh.TryAcquire()
@@ -210,4 +216,42 @@ func (c *Controller) Close() {
 	if c.bh != nil {
 		c.bh.Close()
 	}
+}
+
+// Backpressured reports whether a request arriving at now could not start
+// at once: the bulkhead is full, requests are waiting, or the rate limit
+// would refuse it. A route-wide bucket is read directly; per-key buckets
+// cannot all be read, so a keyed route counts as backpressured when it
+// refused a request for rate since the previous sample. Called only by the
+// backpressure sampler (it keeps the previous count between calls); it takes
+// no lock on the request path beyond the route-wide bucket's own.
+func (c *Controller) Backpressured(now time.Time) bool {
+	if c.bh != nil && (c.bh.Depth() > 0 || c.bh.Inflight() >= c.bh.MaxConcurrent()) {
+		return true
+	}
+	if c.rl == nil {
+		return false
+	}
+	if c.rl.single != nil {
+		return c.rl.single.TokensAt(now) < 1
+	}
+	n := c.rejected[RateLimited].Load()
+	return c.lastRateLimited.Swap(n) != n
+}
+
+// QueueUsage is depth ÷ max_depth (Flink's inPoolUsage), 0 without a queue.
+func (c *Controller) QueueUsage() float64 {
+	if c.bh == nil || c.bh.MaxDepth() == 0 {
+		return 0
+	}
+	return float64(c.bh.Depth()) / float64(c.bh.MaxDepth())
+}
+
+// BulkheadUsage is inflight ÷ max_concurrent (Flink's outPoolUsage), 0 when
+// concurrency is unlimited.
+func (c *Controller) BulkheadUsage() float64 {
+	if c.bh == nil {
+		return 0
+	}
+	return float64(c.bh.Inflight()) / float64(c.bh.MaxConcurrent())
 }

@@ -300,3 +300,62 @@ func BenchmarkAdmitFinishParallelRoutes(b *testing.B) {
 		}
 	})
 }
+
+func TestBackpressuredSources(t *testing.T) {
+	fc := clock.NewFake(t0)
+	now := fc.Now()
+
+	// Bulkhead: full, or anyone queued.
+	c := New(route(1, 1, time.Hour), nil, fc)
+	if c.Backpressured(now) || c.BulkheadUsage() != 0 || c.QueueUsage() != 0 {
+		t.Fatal("idle route backpressured")
+	}
+	hold := c.Admit(context.Background(), req())
+	if !c.Backpressured(now) || c.BulkheadUsage() != 1 {
+		t.Error("full bulkhead not backpressured")
+	}
+	q := admitAsync(context.Background(), c, fc, 1)
+	if c.QueueUsage() != 1 {
+		t.Errorf("queue usage %v with 1 of 1 queued", c.QueueUsage())
+	}
+	hold.Finish(breaker.Success)
+	next := <-q
+	next.Finish(breaker.Success)
+	if c.Backpressured(now) {
+		t.Error("drained route still backpressured")
+	}
+
+	// Route-wide bucket: out of tokens is backpressure, read directly.
+	rc := config.Route{Name: "r", RateLimit: &config.RateLimit{RPS: 1, Burst: 1, Key: "none", MaxKeys: 1}}
+	c = New(rc, nil, fc)
+	if c.Backpressured(now) {
+		t.Error("full bucket backpressured")
+	}
+	first := c.Admit(context.Background(), req())
+	first.Finish(breaker.Success)
+	if !c.Backpressured(now) {
+		t.Error("empty bucket not backpressured")
+	}
+	if c.Backpressured(now.Add(time.Second)) {
+		t.Error("refilled bucket backpressured")
+	}
+
+	// Keyed buckets: a rate_limited refusal since the previous sample.
+	rc.RateLimit.Key = "client_ip"
+	rc.RateLimit.MaxKeys = 10
+	c = New(rc, nil, fc)
+	first = c.Admit(context.Background(), req())
+	first.Finish(breaker.Success)
+	if c.Backpressured(now) {
+		t.Error("keyed route backpressured without a refusal")
+	}
+	if d := c.Admit(context.Background(), req()); d.Reason != RateLimited {
+		t.Fatal(d.Reason)
+	}
+	if !c.Backpressured(now) {
+		t.Error("keyed route not backpressured after a refusal")
+	}
+	if c.Backpressured(now) {
+		t.Error("keyed route still backpressured with no new refusal since the last sample")
+	}
+}

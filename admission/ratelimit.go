@@ -17,6 +17,7 @@ import (
 // RateLimiter is a route's token bucket (golang.org/x/time/rate), either one
 // for the whole route or one per key (client IP or a header's value).
 type RateLimiter struct {
+	keyCfg string // as configured: none, client_ip or header:<Name>
 	limit  rate.Limit
 	burst  int
 	single *rate.Limiter // key none
@@ -27,7 +28,7 @@ type RateLimiter struct {
 
 // NewRateLimiter builds the limiter a validated rate_limit block describes.
 func NewRateLimiter(c config.RateLimit) *RateLimiter {
-	l := &RateLimiter{limit: rate.Limit(c.RPS), burst: c.Burst}
+	l := &RateLimiter{keyCfg: c.Key, limit: rate.Limit(c.RPS), burst: c.Burst}
 	switch {
 	case c.Key == "client_ip":
 		l.byIP = true
@@ -40,6 +41,12 @@ func NewRateLimiter(c config.RateLimit) *RateLimiter {
 	l.table = newKeyTable(c.MaxKeys, func() *rate.Limiter { return rate.NewLimiter(l.limit, l.burst) })
 	return l
 }
+
+// RPS is the refill rate.
+func (l *RateLimiter) RPS() float64 { return float64(l.limit) }
+
+// Key is the bucket key as configured: none, client_ip or header:<Name>.
+func (l *RateLimiter) Key() string { return l.keyCfg }
 
 // Burst is the bucket size, the q of RateLimit-Policy.
 func (l *RateLimiter) Burst() int { return l.burst }
