@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"sluice/config"
+	"sluice/telemetry"
 )
 
 // TestHelperUpstream is not a test: re-executed with SLUICE_HELPER_UPSTREAM=1
@@ -90,18 +92,41 @@ routes:
 	}
 	defer p.Close()
 
-	b.Run("handler", func(b *testing.B) {
-		req := httptest.NewRequest("GET", "http://bench.local/items/1", nil)
-		w := &discardWriter{h: http.Header{}}
-		b.ReportAllocs()
-		for b.Loop() {
-			clear(w.h)
-			p.ServeHTTP(w, req)
-			if w.status != 200 {
-				b.Fatalf("status %d", w.status)
+	handler := func(p *Proxy) func(b *testing.B) {
+		return func(b *testing.B) {
+			req := httptest.NewRequest("GET", "http://bench.local/items/1", nil)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				p.ServeHTTP(w, req)
+				if w.status != 200 {
+					b.Fatalf("status %d", w.status)
+				}
 			}
 		}
-	})
+	}
+	// Metrics are always on; tracing and the access log are off.
+	b.Run("handler", handler(p))
+
+	// The costs of the optional extras, each on its own.
+	tp, err := telemetry.New(context.Background(), config.Tracing{Exporter: "stdout", SampleRatio: 1, ServiceName: "bench"}, "", io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tp.Shutdown(context.Background())
+	traced, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler), Tracer: tp.Tracer(), Propagator: tp.Propagator()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer traced.Close()
+	b.Run("handler-traced", handler(traced))
+	logged, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler), AccessLog: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logged.Close()
+	b.Run("handler-accesslog", handler(logged))
 	b.Run("loopback", func(b *testing.B) {
 		srv := httptest.NewServer(p)
 		defer srv.Close()

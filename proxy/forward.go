@@ -9,6 +9,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"sluice/admission"
 )
 
 // StatusClientClosed is nginx's 499: the client went away before the
@@ -18,12 +24,20 @@ const StatusClientClosed = 499
 // reqState travels with a proxied request through httputil.ReverseProxy's
 // callbacks. It is pooled: one per request would be garbage on the hot path.
 type reqState struct {
-	route     *Route
-	target    *Target
-	clientCtx context.Context // the client's own context, before the route deadline
-	err       error           // the forwarding error, if any
-	status    int             // the status chosen for err
-	upstream  int             // the upstream's response status, 0 if none
+	sw         statusWriter // what was written to the client
+	start      time.Time
+	route      *Route // nil when no route matched
+	target     *Target
+	clientCtx  context.Context // the client's own context, before the route deadline
+	reason     admission.Reason
+	queueWait  time.Duration
+	span       trace.Span // nil when tracing is off
+	prop       propagation.TextMapPropagator
+	retryAfter int64 // Retry-After seconds of a refusal
+
+	err      error // the forwarding error, if any
+	status   int   // the status chosen for err, or 499 when the client left while queued
+	upstream int   // the upstream's response status, 0 if none
 }
 
 // recordStatus notes the upstream's status for the breaker and reporting.
@@ -62,6 +76,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	setForwarded(pr.Out, pr.In)
+	if st.span != nil {
+		injectTrace(st, pr.Out)
+	}
 }
 
 // setForwarded appends this hop to the RFC 7239 Forwarded header.

@@ -13,17 +13,30 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"sluice/admission"
 	"sluice/breaker"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/monitor"
 )
 
 // Proxy is the http.Handler of the proxy listener.
 type Proxy struct {
-	tab atomic.Pointer[table] // swapped whole on reload
-	log *slog.Logger
+	tab    atomic.Pointer[table] // swapped whole on reload
+	log    *slog.Logger
+	clk    clock.Clock  // every time the proxy takes, so tests run on a fake
+	access *slog.Logger // nil: no access log
+	tracer trace.Tracer // nil: tracing off
+	prop   propagation.TextMapPropagator
+	smp    *monitor.Sampler // nil: no backpressure sampling
+
+	unmatched codeCounts // answers to requests no route matched
 
 	mu      sync.Mutex // guards cancel
 	cancel  context.CancelFunc
@@ -37,6 +50,14 @@ type Options struct {
 	// Clock drives admission (queue waits, breaker open periods). If nil,
 	// the wall clock is used.
 	Clock clock.Clock
+	// AccessLog, if set, receives one line per request.
+	AccessLog *slog.Logger
+	// Tracer and Propagator enable tracing; a nil Tracer turns it off, and
+	// then no trace work at all is done per request.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
+	// Sampler, if set, samples each route's backpressure; Start runs it.
+	Sampler *monitor.Sampler
 }
 
 // New compiles cfg, which must have passed config validation, into a Proxy.
@@ -53,8 +74,14 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{log: log}
+	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler}
+	if p.tracer != nil && p.prop == nil {
+		p.prop = propagation.TraceContext{}
+	}
 	p.tab.Store(t)
+	if p.smp != nil {
+		p.smp.SetSources(t.sources())
+	}
 	return p, nil
 }
 
@@ -81,6 +108,16 @@ func compile(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*table, err
 			up:       u,
 			timeout:  rc.Timeout,
 			adm:      admission.New(rc, u.br, clk),
+			latWin:   monitor.NewHistogram(),
+			qwaitWin: monitor.NewHistogram(),
+			durHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "sluice_request_duration_seconds", Help: "Time from request arrival to the end of the response, queue wait included.",
+				Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
+			}),
+			qwaitHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "sluice_queue_wait_seconds", Help: "Time requests waited in the route's bulkhead queue (0 when a slot was free).",
+				Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
+			}),
 		}
 		if rl := rt.adm.RateLimiter(); rl != nil {
 			rt.rlPolicy = []string{fmt.Sprintf("%q;q=%d;w=%d", rc.Name, rl.Burst(), retryAfterSeconds(rl.Window()))}
@@ -104,7 +141,17 @@ func (p *Proxy) Start(ctx context.Context) {
 			p.running.Go(func() { u.health.run(ctx) })
 		}
 	}
+	if p.smp != nil {
+		p.running.Go(func() { p.smp.Run(ctx) })
+	}
 }
+
+// UnmatchedCodes calls f for each status answered to requests no route
+// matched (404s, and 499s of clients that left first).
+func (p *Proxy) UnmatchedCodes(f func(code int, n uint64)) { p.unmatched.each(f) }
+
+// Sampler returns the backpressure sampler, or nil.
+func (p *Proxy) Sampler() *monitor.Sampler { return p.smp }
 
 // Drain refuses every queued request with 503 shutting_down and makes
 // later queue waits refuse at once; requests holding a slot carry on. The
@@ -134,24 +181,32 @@ func (p *Proxy) Routes() []*Route { return p.tab.Load().routes }
 // Upstreams returns the upstreams in config order.
 func (p *Proxy) Upstreams() []*Upstream { return p.tab.Load().upstreams }
 
-// ServeHTTP routes and forwards one request.
+// ServeHTTP routes and forwards one request, and accounts for it once
+// whatever happens: metrics, access log and span are all finished in
+// finish, deferred so that an aborted body copy is accounted too.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := statePool.Get().(*reqState)
+	*st = reqState{clientCtx: r.Context(), start: p.clk.Now()}
+	st.sw.ResponseWriter = w
+	defer p.finish(st, r)
+
 	if needsClean(r.URL.Path) {
 		cleanURLPath(r.URL)
 	}
 	rt := p.tab.Load().lookup(requestHost(r.Host), r.URL.Path, r.Method)
+	st.route = rt
+	if p.tracer != nil {
+		r = p.startSpan(st, r)
+	}
 	if rt == nil {
-		writeProblem(w, http.StatusNotFound, nil, "", 0, "no route matches the request")
+		writeProblem(&st.sw, http.StatusNotFound, nil, "", 0, "no route matches the request")
 		return
 	}
-	p.serveRoute(w, r, rt)
+	p.serveRoute(st, r, rt)
 }
 
-func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
-	st := statePool.Get().(*reqState)
-	*st = reqState{route: rt, clientCtx: r.Context()}
-	defer statePool.Put(st)
-
+func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
+	w := &st.sw
 	ctx := r.Context()
 	if rt.timeout > 0 {
 		// The deadline starts before admission so that the wait in the
@@ -165,21 +220,27 @@ func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	// No healthy target: refuse before taking a token or a queue place.
 	if !rt.up.anyHealthy() {
 		rt.adm.Refuse(admission.NoHealthyUpstream)
+		st.reason = admission.NoHealthyUpstream
+		st.retryAfter = retryAfterSeconds(rt.up.noHealthyRetryAfter())
 		writeReject(w, rt, admission.NoHealthyUpstream, rt.up.noHealthyRetryAfter())
 		return
 	}
 	d := rt.adm.Admit(ctx, r)
+	st.reason, st.queueWait = d.Reason, d.QueueWait
+	if d.Bulkheaded {
+		rt.qwaitHist.Observe(d.QueueWait.Seconds())
+		rt.qwaitWin.Observe(st.start, d.QueueWait)
+	}
 	if d.HasRateLimit {
 		rt.setRateLimitHeaders(w.Header(), &d)
 	}
 	switch d.Reason {
 	case admission.Admitted:
 	case admission.ClientGone:
-		p.log.LogAttrs(ctx, slog.LevelInfo, "client left while queued",
-			slog.String("route", rt.name), slog.Int("status", StatusClientClosed),
-			slog.Duration("queue_wait", d.QueueWait))
+		st.status = StatusClientClosed // the client left while queued: nothing to write
 		return
 	default:
+		st.retryAfter = retryAfterSeconds(d.RetryAfter)
 		writeReject(w, rt, d.Reason, d.RetryAfter)
 		return
 	}
@@ -204,12 +265,75 @@ func (p *Proxy) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	finished = true
 	tg.inflight.Add(-1)
 	d.Finish(rt.up.outcome(st))
+	switch {
+	case st.upstream != 0:
+		rt.up.codes.inc(st.upstream)
+	case st.err != nil && st.status != StatusClientClosed:
+		rt.up.codes.inc(st.status) // 502 or 504: the upstream gave no answer
+	}
 	if st.err != nil {
 		p.log.LogAttrs(ctx, logLevel(st.status), "upstream request failed",
 			slog.String("route", rt.name), slog.String("upstream", rt.up.name),
 			slog.String("target", tg.URL.Host), slog.Int("status", st.status),
 			slog.String("error", st.err.Error()))
 	}
+}
+
+// finish accounts for one request: status counters, duration histograms,
+// the access log line and the span. It runs exactly once per request.
+func (p *Proxy) finish(st *reqState, r *http.Request) {
+	status := st.sw.status
+	if st.status == StatusClientClosed {
+		status = StatusClientClosed // nothing (complete) was written to anyone
+	} else if status == 0 {
+		status = http.StatusOK // net/http's implicit answer
+	}
+	took := p.clk.Now().Sub(st.start)
+	if rt := st.route; rt != nil {
+		rt.codes.inc(status)
+		rt.durHist.Observe(took.Seconds())
+		if st.reason == admission.Admitted && status != StatusClientClosed {
+			rt.latWin.Observe(st.start, took)
+		}
+	} else {
+		p.unmatched.inc(status)
+	}
+	if p.access != nil {
+		p.logAccess(st, r, status, took)
+	}
+	if st.span != nil {
+		endSpan(st, status)
+	}
+	statePool.Put(st)
+}
+
+func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.Duration) {
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr),
+		slog.Int("status", status),
+		slog.Int64("bytes", st.sw.bytes),
+		slog.Float64("duration_ms", float64(took.Microseconds())/1000),
+	)
+	if rt := st.route; rt != nil {
+		attrs = append(attrs, slog.String("route", rt.name), slog.String("upstream", rt.up.name))
+		if st.reason != admission.Admitted {
+			attrs = append(attrs, slog.String("reason", st.reason.String()))
+		}
+		if rt.adm.Bulkhead() != nil {
+			attrs = append(attrs, slog.Float64("queue_wait_ms", float64(st.queueWait.Microseconds())/1000))
+		}
+	}
+	if st.target != nil {
+		attrs = append(attrs, slog.String("target", st.target.URL.Host))
+	}
+	if st.span != nil {
+		attrs = append(attrs, slog.String("trace_id", st.span.SpanContext().TraceID().String()))
+	}
+	p.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // setRateLimitHeaders adds the IETF draft RateLimit-Policy and RateLimit

@@ -67,6 +67,7 @@ func writeReject(w http.ResponseWriter, rt *Route, reason admission.Reason, retr
 		secs = retryAfterSeconds(retryAfter)
 		h["Retry-After"] = retryAfterValue(secs)
 	}
+
 	writeProblem(w, ri.status, rt, ri.header[0], secs, ri.detail)
 }
 

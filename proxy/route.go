@@ -6,8 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice/admission"
 	"sluice/config"
+	"sluice/monitor"
 )
 
 // Route is one compiled entry of the routing table.
@@ -22,7 +25,28 @@ type Route struct {
 
 	adm      *admission.Controller
 	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
+
+	codes     codeCounts           // answers by status
+	durHist   prometheus.Histogram // sluice_request_duration_seconds
+	qwaitHist prometheus.Histogram // sluice_queue_wait_seconds
+	latWin    *monitor.Histogram   // admitted latency quantiles for the API
+	qwaitWin  *monitor.Histogram   // queue-wait quantiles for the API
 }
+
+// Timeout returns the route's whole-request deadline; 0 = none.
+func (rt *Route) Timeout() time.Duration { return rt.timeout }
+
+// Upstream returns the route's upstream.
+func (rt *Route) Upstream() *Upstream { return rt.up }
+
+// Latency returns the windowed latency histogram of admitted requests.
+func (rt *Route) Latency() *monitor.Histogram { return rt.latWin }
+
+// QueueWait returns the windowed queue-wait histogram.
+func (rt *Route) QueueWait() *monitor.Histogram { return rt.qwaitWin }
+
+// Codes calls f for each status code answered on the route, in order.
+func (rt *Route) Codes(f func(code int, n uint64)) { rt.codes.each(f) }
 
 // Admission returns the route's admission controller (counters, bulkhead).
 func (rt *Route) Admission() *admission.Controller { return rt.adm }
@@ -149,6 +173,15 @@ type table struct {
 	routes    []*Route
 	upstreams []*Upstream
 	byName    map[string]*Upstream
+}
+
+// sources returns the routes as backpressure sources, by name.
+func (t *table) sources() map[string]monitor.Source {
+	m := make(map[string]monitor.Source, len(t.routes))
+	for _, rt := range t.routes {
+		m[rt.name] = rt.adm
+	}
+	return m
 }
 
 // lookup returns the first route that matches, or nil.

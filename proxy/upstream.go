@@ -35,6 +35,7 @@ func (t *Target) Healthy() bool { return t.healthy.Load() }
 // health checker.
 type Upstream struct {
 	name     string
+	balance  string
 	targets  []*Target
 	healthy  atomic.Pointer[[]*Target] // snapshot of the targets in rotation
 	balancer Balancer
@@ -42,7 +43,14 @@ type Upstream struct {
 	rp       *httputil.ReverseProxy
 	health   *healthChecker   // nil without health_check
 	br       *breaker.Breaker // nil without breaker
+	codes    codeCounts       // upstream answers by status; 502/504 for no answer
 }
+
+// Codes calls f for each status code the upstream answered, in order.
+func (u *Upstream) Codes(f func(code int, n uint64)) { u.codes.each(f) }
+
+// Balance returns the balancing policy's name.
+func (u *Upstream) Balance() string { return u.balance }
 
 // Name returns the upstream's configured name.
 func (u *Upstream) Name() string { return u.name }
@@ -58,7 +66,7 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 	if err != nil {
 		return nil, err
 	}
-	u := &Upstream{name: c.Name, balancer: bal}
+	u := &Upstream{name: c.Name, balancer: bal, balance: c.Balance}
 	urls := c.TargetURLs
 	if urls == nil { // config not validated by Parse (e.g. built in code)
 		for _, s := range c.Targets {

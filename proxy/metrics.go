@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sluice/admission"
+	"sluice/breaker"
+)
+
+// latencyBuckets span proxy latencies: sub-millisecond refusals up to
+// requests that run into a 30 s route timeout.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+var (
+	descRequests    = prometheus.NewDesc("sluice_requests_total", "Requests answered, by route and status code (route empty: no route matched; 499: the client left).", []string{"route", "code"}, nil)
+	descAdmitted    = prometheus.NewDesc("sluice_admission_admitted_total", "Requests admitted to the upstream.", []string{"route"}, nil)
+	descRejected    = prometheus.NewDesc("sluice_admission_rejected_total", "Requests refused, by reason (the Sluice-Reject value).", []string{"route", "reason"}, nil)
+	descQueueDepth  = prometheus.NewDesc("sluice_queue_depth", "Requests waiting in the route's queue now.", []string{"route"}, nil)
+	descQueueCap    = prometheus.NewDesc("sluice_queue_capacity", "The route's queue.max_depth (only routes with a bulkhead).", []string{"route"}, nil)
+	descInflight    = prometheus.NewDesc("sluice_inflight", "Admitted requests not yet finished.", []string{"route"}, nil)
+	descBulkheadCap = prometheus.NewDesc("sluice_bulkhead_capacity", "The route's bulkhead.max_concurrent (only routes with a bulkhead).", []string{"route"}, nil)
+	descBackpress   = prometheus.NewDesc("sluice_backpressure_ratio", "Share of recent samples in which a new request could not start at once.", []string{"route"}, nil)
+	descBrState     = prometheus.NewDesc("sluice_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
+	descBrTrans     = prometheus.NewDesc("sluice_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", []string{"upstream", "to"}, nil)
+	descUpstream    = prometheus.NewDesc("sluice_upstream_requests_total", "Requests sent upstream, by the upstream's status (502/504 when it gave no answer).", []string{"upstream", "code"}, nil)
+)
+
+// Collector returns a Prometheus collector of the proxy's state. Counters
+// are kept as atomics on the hot path and read only at scrape time, so
+// metrics cost a request nothing but its two histogram observations. It is
+// unchecked (no Describe) because reloads change the set of routes.
+func (p *Proxy) Collector() prometheus.Collector { return collector{p} }
+
+type collector struct{ p *Proxy }
+
+func (collector) Describe(chan<- *prometheus.Desc) {}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	t := c.p.tab.Load()
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, rt := range t.routes {
+		rt.codes.each(func(code int, n uint64) { counter(descRequests, float64(n), rt.name, strconv.Itoa(code)) })
+		rt.durHist.Collect(ch)
+		adm := rt.adm
+		counter(descAdmitted, float64(adm.Admitted()), rt.name)
+		for _, r := range admission.Rejections {
+			counter(descRejected, float64(adm.Rejected(r)), rt.name, r.String())
+		}
+		gauge(descInflight, float64(adm.Inflight()), rt.name)
+		gauge(descQueueDepth, float64(adm.QueueDepth()), rt.name)
+		if bh := adm.Bulkhead(); bh != nil {
+			rt.qwaitHist.Collect(ch)
+			gauge(descQueueCap, float64(bh.MaxDepth()), rt.name)
+			gauge(descBulkheadCap, float64(bh.MaxConcurrent()), rt.name)
+		}
+		if c.p.smp != nil {
+			if bp, ok := c.p.smp.Backpressure(rt.name); ok {
+				gauge(descBackpress, bp.Ratio, rt.name)
+			}
+		}
+	}
+	c.p.unmatched.each(func(code int, n uint64) { counter(descRequests, float64(n), "", strconv.Itoa(code)) })
+	for _, u := range t.upstreams {
+		u.codes.each(func(code int, n uint64) { counter(descUpstream, float64(n), u.name, strconv.Itoa(code)) })
+		if br := u.br; br != nil {
+			gauge(descBrState, float64(br.State()), u.name)
+			for _, s := range []breaker.State{breaker.StateClosed, breaker.StateHalfOpen, breaker.StateOpen} {
+				counter(descBrTrans, float64(br.Transitions(s)), u.name, s.String())
+			}
+		}
+	}
+}
