@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive as real peers. Empty for now; promtool
-# (prometheus), pebble and chromium join as the features that need them land.
-apt_packages=()
+# Debian packages the tests drive as real tools:
+#   prometheus  for promtool, which checks the live /metrics exposition
+apt_packages=(prometheus)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -15,6 +15,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing Debian packages: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# The tests need these packages' binaries, never their services: forbid
+	# service starts during the install (Debian's policy-rc.d convention).
+	policy=/usr/sbin/policy-rc.d
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod +x "$policy"
+		trap 'rm -f "$policy"' EXIT
+	fi
 	apt-get update -q
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -13,22 +13,63 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"sluice/admin"
 	"sluice/config"
+	"sluice/monitor"
 	"sluice/proxy"
+	"sluice/telemetry"
 )
+
+// readToken reads the admin bearer token; "" when no file is configured.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("admin.token_file %s is empty", path)
+	}
+	return tok, nil
+}
+
+// Options are a Server's collaborators. The zero value is usable.
+type Options struct {
+	// Log receives sluice's own log lines. If nil, slog.Default() is used.
+	Log *slog.Logger
+	// Version is reported by the API and in traces.
+	Version string
+	// Stdout receives spans of the stdout trace exporter; Stderr the access
+	// log. Nil: os.Stdout and os.Stderr.
+	Stdout, Stderr io.Writer
+}
 
 // Server is one running sluice instance.
 type Server struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	proxy *proxy.Proxy
+	cfg     *config.Config
+	log     *slog.Logger
+	proxy   *proxy.Proxy
+	admin   *admin.Server
+	tracing *telemetry.Provider
+	access  *bufferedWriter // nil without an access log
+	reloads *prometheus.CounterVec
 
 	proxySrv *http.Server
 	adminSrv *http.Server
@@ -37,18 +78,68 @@ type Server struct {
 
 	draining atomic.Bool
 	serveErr chan error // first fatal Serve error of either listener
+
+	stopBackground context.CancelFunc // stops the admin rate ticker and log flusher
+	background     sync.WaitGroup
 }
 
 // New builds a server for a validated config. Nothing listens until Start.
-func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
+// It fails on what the config names but cannot be had: an unreadable or
+// empty admin token file, a tracing endpoint the exporter rejects.
+func New(cfg *config.Config, o Options) (*Server, error) {
+	log := o.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	p, err := proxy.New(cfg, proxy.Options{Log: log})
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	token, err := readToken(cfg.Admin.TokenFile)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, proxy: p, serveErr: make(chan error, 2)}
+	tp, err := telemetry.New(context.Background(), cfg.Tracing, o.Version, o.Stdout)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	popts := proxy.Options{
+		Log:     log,
+		Sampler: monitor.NewSampler(cfg.Monitoring.SampleInterval, cfg.Monitoring.Samples, nil, log),
+	}
+	if tp.Enabled() {
+		popts.Tracer, popts.Propagator = tp.Tracer(), tp.Propagator()
+	}
+	s := &Server{cfg: cfg, log: log, tracing: tp, serveErr: make(chan error, 2)}
+	if cfg.Server.AccessLog {
+		s.access = newBufferedWriter(o.Stderr)
+		popts.AccessLog = slog.New(slog.NewJSONHandler(s.access, nil))
+	}
+	p, err := proxy.New(cfg, popts)
+	if err != nil {
+		return nil, err
+	}
+	s.proxy = p
+
+	reg := prometheus.NewRegistry()
+	s.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_config_reloads_total", Help: "Config reloads, by result (success or error).",
+	}, []string{"result"})
+	s.reloads.WithLabelValues("success")
+	s.reloads.WithLabelValues("error")
+	reg.MustRegister(p.Collector(), s.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.admin = admin.New(admin.Options{
+		Ready:   s.Ready,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
+		Proxy:   p,
+		Config:  func() *config.Config { return cfg },
+		Token:   token,
+		Version: o.Version,
+		Started: time.Now(),
+	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.proxySrv = &http.Server{
 		Handler:           p,
@@ -60,7 +151,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Server, error) {
 		// and WebSockets. The route timeout bounds each request instead.
 	}
 	s.adminSrv = &http.Server{
-		Handler:           admin.Handler(admin.Options{Ready: s.Ready}),
+		Handler:           s.admin,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          errLog,
@@ -86,6 +177,12 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	s.proxy.Start(ctx)
+	bg, stop := context.WithCancel(ctx)
+	s.stopBackground = stop
+	s.background.Go(func() { s.admin.Run(bg) })
+	if s.access != nil {
+		s.background.Go(func() { s.access.run(bg) })
+	}
 	go s.serve(s.proxySrv, s.proxyLn)
 	go s.serve(s.adminSrv, s.adminLn)
 	s.log.Info("sluice serving", "proxy", s.ProxyAddr(), "admin", s.AdminAddr(),
@@ -144,8 +241,15 @@ func (s *Server) Shutdown() {
 		s.proxySrv.Close()
 	}
 	s.proxy.Close()
-	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()
+	if err := s.tracing.Shutdown(actx); err != nil {
+		s.log.Warn("flushing traces", "error", err)
+	}
 	_ = s.adminSrv.Shutdown(actx)
+	if s.stopBackground != nil {
+		s.stopBackground()
+		s.background.Wait() // the access log is flushed by now
+	}
 	s.log.Info("stopped")
 }

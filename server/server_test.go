@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ func startServer(t *testing.T, yaml string) *Server {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler), Stderr: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +268,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler), Stderr: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +285,80 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// needTool returns the path of an external tool the test drives. Without it
+// the test is skipped on a developer's machine, but fails under CI, where
+// `make test` must have installed it.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed: `make test` installs it (scripts/install-test-deps.sh)", name)
+		}
+		t.Skipf("%s not installed; run `make test` to install it", name)
+	}
+	return path
+}
+
+// TestMetricsPassPromtool scrapes a live /metrics after traffic of every
+// kind (admitted, refused, unrouted, breaker trips, upstream errors) and
+// runs the real `promtool check metrics` on it.
+func TestMetricsPassPromtool(t *testing.T) {
+	promtool := needTool(t, "promtool")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			http.Error(w, "no", http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+upstreams:
+  - {name: u, targets: ["%s"], breaker: {consecutive_failures: 2}}
+routes:
+  - {name: limited, match: {path_prefix: /limited}, upstream: u, rate_limit: {rps: 1, burst: 1}}
+  - {name: pooled, match: {path_prefix: /pooled}, upstream: u, bulkhead: {max_concurrent: 2}, queue: {max_depth: 2, max_wait: 1s}}
+  - {name: failing, match: {path_prefix: /fail}, upstream: u}
+`, up.URL))
+	base := "http://" + s.ProxyAddr()
+	for _, p := range []string{"/limited", "/limited", "/pooled", "/nowhere", "/fail", "/fail", "/fail"} {
+		status(t, base+p)
+	}
+	resp, err := http.Get("http://" + s.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{
+		"sluice_requests_total", "sluice_request_duration_seconds_bucket", "sluice_admission_admitted_total",
+		"sluice_admission_rejected_total", "sluice_queue_depth", "sluice_queue_capacity", "sluice_queue_wait_seconds_bucket",
+		"sluice_inflight", "sluice_bulkhead_capacity", "sluice_backpressure_ratio", "sluice_breaker_state",
+		"sluice_breaker_transitions_total", "sluice_upstream_requests_total", "sluice_config_reloads_total",
+	} {
+		if !strings.Contains(string(body), "\n"+name+"{") {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	for _, want := range []string{
+		`sluice_admission_rejected_total{reason="rate_limited",route="limited"} 1`,
+		`sluice_breaker_state{upstream="u"} 2`,
+		`sluice_requests_total{code="404",route=""} 1`,
+		`sluice_config_reloads_total{result="error"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(body))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }

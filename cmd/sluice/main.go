@@ -170,7 +170,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 func serve(cfg *config.Config, log *slog.Logger, stderr io.Writer, started func(*server.Server)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := server.New(cfg, log)
+	srv, err := server.New(cfg, server.Options{Log: log, Version: versionString()})
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return 1

@@ -1,0 +1,307 @@
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"sluice/admission"
+	"sluice/breaker"
+	"sluice/monitor"
+	"sluice/proxy"
+)
+
+// The JSON shapes of the monitoring API (SPEC, "Reporting"). Field names
+// are snake_case; times are Unix milliseconds; durations are milliseconds
+// in fields whose names end in _ms.
+
+type overview struct {
+	Version       string         `json:"version"`
+	StartTime     int64          `json:"start_time"`
+	UptimeMs      int64          `json:"uptime_ms"`
+	Timestamp     int64          `json:"timestamp"`
+	Routes        int            `json:"routes"`
+	Upstreams     int            `json:"upstreams"`
+	RequestsTotal uint64         `json:"requests_total"`
+	AdmittedTotal uint64         `json:"admitted_total"`
+	RejectedTotal uint64         `json:"rejected_total"`
+	RoutesByLevel map[string]int `json:"routes_by_level"`
+}
+
+type routeSummary struct {
+	Name              string  `json:"name"`
+	Upstream          string  `json:"upstream"`
+	Inflight          int64   `json:"inflight"`
+	MaxConcurrent     int     `json:"max_concurrent"` // 0: unlimited
+	QueueDepth        int     `json:"queue_depth"`
+	QueueCapacity     int     `json:"queue_capacity"`
+	AdmittedPerSec    float64 `json:"admitted_per_sec"`
+	RejectedPerSec    float64 `json:"rejected_per_sec"`
+	BackpressureLevel string  `json:"backpressure_level"`
+	BackpressureRatio float64 `json:"backpressure_ratio"`
+}
+
+type quantilesMs struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+}
+
+type rateLimitInfo struct {
+	RPS   float64 `json:"rps"`
+	Burst int     `json:"burst"`
+	Key   string  `json:"key"`
+	Keys  int     `json:"keys"` // per-key buckets held now
+}
+
+type routeDetail struct {
+	routeSummary
+	AdmittedTotal          uint64               `json:"admitted_total"`
+	RejectedTotal          map[string]uint64    `json:"rejected_total"`
+	RejectedPerSecByReason map[string]float64   `json:"rejected_per_sec_by_reason"`
+	RequestsByCode         map[string]uint64    `json:"requests_by_code"`
+	LatencyMs              quantilesMs          `json:"latency_ms"`
+	QueueWaitMs            quantilesMs          `json:"queue_wait_ms"`
+	MeanServiceMs          float64              `json:"mean_service_ms"`
+	QueueMaxWaitMs         int64                `json:"queue_max_wait_ms"`
+	TimeoutMs              int64                `json:"timeout_ms"`
+	RateLimit              *rateLimitInfo       `json:"rate_limit"`
+	Backpressure           monitor.Backpressure `json:"backpressure"`
+	Breaker                *breakerInfo         `json:"breaker"`
+}
+
+type targetInfo struct {
+	URL      string `json:"url"`
+	Healthy  bool   `json:"healthy"`
+	Inflight int64  `json:"inflight"`
+}
+
+type breakerInfo struct {
+	State       string            `json:"state"`
+	OpenUntil   int64             `json:"open_until"` // 0 unless open
+	OpenForMs   int64             `json:"open_for_ms"`
+	Transitions map[string]uint64 `json:"transitions"`
+}
+
+type upstreamInfo struct {
+	Name           string            `json:"name"`
+	Balance        string            `json:"balance"`
+	HealthyTargets int               `json:"healthy_targets"`
+	Targets        []targetInfo      `json:"targets"`
+	Breaker        *breakerInfo      `json:"breaker"` // null without a breaker
+	RequestsByCode map[string]uint64 `json:"requests_by_code"`
+}
+
+func (s *Server) routesAPI() {
+	api := func(pattern string, h http.HandlerFunc) { s.mux.Handle("GET "+pattern, s.authed(h)) }
+	api("/api/v1/overview", s.overview)
+	api("/api/v1/routes", s.routes)
+	api("/api/v1/routes/{name}", s.route)
+	api("/api/v1/routes/{name}/backpressure", s.backpressure)
+	api("/api/v1/upstreams", s.upstreams)
+	api("/api/v1/upstreams/{name}", s.upstream)
+	api("/api/v1/config", s.config)
+	api("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "no such API endpoint")
+	})
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	now := s.o.Clock.Now()
+	p := s.o.Proxy
+	o := overview{
+		Version:       s.o.Version,
+		StartTime:     s.o.Started.UnixMilli(),
+		UptimeMs:      now.Sub(s.o.Started).Milliseconds(),
+		Timestamp:     now.UnixMilli(),
+		Routes:        len(p.Routes()),
+		Upstreams:     len(p.Upstreams()),
+		RoutesByLevel: map[string]int{"ok": 0, "low": 0, "high": 0},
+	}
+	for _, rt := range p.Routes() {
+		rt.Codes(func(_ int, n uint64) { o.RequestsTotal += n })
+		adm := rt.Admission()
+		o.AdmittedTotal += adm.Admitted()
+		for _, reason := range admission.Rejections {
+			o.RejectedTotal += adm.Rejected(reason)
+		}
+		o.RoutesByLevel[string(s.bp(rt.Name()).Level)]++
+	}
+	p.UnmatchedCodes(func(_ int, n uint64) { o.RequestsTotal += n })
+	writeJSON(w, o)
+}
+
+func (s *Server) bp(name string) monitor.Backpressure {
+	if smp := s.o.Proxy.Sampler(); smp != nil {
+		if b, ok := smp.Backpressure(name); ok {
+			return b
+		}
+	}
+	return monitor.Backpressure{Level: monitor.LevelOK}
+}
+
+func (s *Server) summary(rt *proxy.Route) routeSummary {
+	adm := rt.Admission()
+	bp := s.bp(rt.Name())
+	rs := routeSummary{
+		Name:              rt.Name(),
+		Upstream:          rt.Upstream().Name(),
+		Inflight:          adm.Inflight(),
+		QueueDepth:        adm.QueueDepth(),
+		BackpressureLevel: string(bp.Level),
+		BackpressureRatio: bp.Ratio,
+	}
+	if bh := adm.Bulkhead(); bh != nil {
+		rs.MaxConcurrent, rs.QueueCapacity = bh.MaxConcurrent(), bh.MaxDepth()
+	}
+	r := s.rates.rates(rt.Name())
+	rs.AdmittedPerSec, rs.RejectedPerSec = r.admitted, r.rejected
+	return rs
+}
+
+func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
+	out := []routeSummary{}
+	for _, rt := range s.o.Proxy.Routes() {
+		out = append(out, s.summary(rt))
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) findRoute(w http.ResponseWriter, r *http.Request) *proxy.Route {
+	name := r.PathValue("name")
+	for _, rt := range s.o.Proxy.Routes() {
+		if rt.Name() == name {
+			return rt
+		}
+	}
+	writeProblem(w, http.StatusNotFound, "no route named "+strconv.Quote(name))
+	return nil
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	rt := s.findRoute(w, r)
+	if rt == nil {
+		return
+	}
+	adm := rt.Admission()
+	now := s.o.Clock.Now()
+	rates := s.rates.rates(rt.Name())
+	d := routeDetail{
+		routeSummary:           s.summary(rt),
+		AdmittedTotal:          adm.Admitted(),
+		RejectedTotal:          map[string]uint64{},
+		RejectedPerSecByReason: map[string]float64{},
+		RequestsByCode:         map[string]uint64{},
+		LatencyMs:              toMs(rt.Latency().Snapshot(now)),
+		QueueWaitMs:            toMs(rt.QueueWait().Snapshot(now)),
+		MeanServiceMs:          ms(adm.MeanServiceTime()),
+		TimeoutMs:              rt.Timeout().Milliseconds(),
+		Backpressure:           s.bp(rt.Name()),
+		Breaker:                breakerOf(rt.Upstream().Breaker(), now),
+	}
+	for i, reason := range admission.Rejections {
+		d.RejectedTotal[reason.String()] = adm.Rejected(reason)
+		d.RejectedPerSecByReason[reason.String()] = rates.byReason[i]
+	}
+	rt.Codes(func(code int, n uint64) { d.RequestsByCode[strconv.Itoa(code)] = n })
+	if bh := adm.Bulkhead(); bh != nil {
+		d.QueueMaxWaitMs = bh.MaxWait().Milliseconds()
+	}
+	if rl := adm.RateLimiter(); rl != nil {
+		d.RateLimit = &rateLimitInfo{RPS: rl.RPS(), Burst: rl.Burst(), Key: rl.Key(), Keys: rl.Keys()}
+	}
+	writeJSON(w, d)
+}
+
+func (s *Server) backpressure(w http.ResponseWriter, r *http.Request) {
+	if rt := s.findRoute(w, r); rt != nil {
+		writeJSON(w, s.bp(rt.Name()))
+	}
+}
+
+func breakerOf(br *breaker.Breaker, now time.Time) *breakerInfo {
+	if br == nil {
+		return nil
+	}
+	bi := &breakerInfo{State: br.State().String(), OpenForMs: br.OpenFor().Milliseconds(), Transitions: map[string]uint64{}}
+	if until := br.OpenUntil(); !until.IsZero() {
+		bi.OpenUntil = until.UnixMilli()
+	}
+	for _, st := range []breaker.State{breaker.StateClosed, breaker.StateHalfOpen, breaker.StateOpen} {
+		bi.Transitions[st.String()] = br.Transitions(st)
+	}
+	return bi
+}
+
+func (s *Server) upstreamInfo(u *proxy.Upstream) upstreamInfo {
+	ui := upstreamInfo{
+		Name: u.Name(), Balance: u.Balance(), Targets: []targetInfo{},
+		Breaker: breakerOf(u.Breaker(), s.o.Clock.Now()), RequestsByCode: map[string]uint64{},
+	}
+	for _, t := range u.Targets() {
+		ui.Targets = append(ui.Targets, targetInfo{URL: t.URL.String(), Healthy: t.Healthy(), Inflight: t.Inflight()})
+		if t.Healthy() {
+			ui.HealthyTargets++
+		}
+	}
+	u.Codes(func(code int, n uint64) { ui.RequestsByCode[strconv.Itoa(code)] = n })
+	return ui
+}
+
+func (s *Server) upstreams(w http.ResponseWriter, r *http.Request) {
+	out := []upstreamInfo{}
+	for _, u := range s.o.Proxy.Upstreams() {
+		out = append(out, s.upstreamInfo(u))
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) upstream(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	for _, u := range s.o.Proxy.Upstreams() {
+		if u.Name() == name {
+			writeJSON(w, s.upstreamInfo(u))
+			return
+		}
+	}
+	writeProblem(w, http.StatusNotFound, "no upstream named "+strconv.Quote(name))
+}
+
+func (s *Server) config(w http.ResponseWriter, r *http.Request) {
+	if s.o.Config == nil {
+		writeProblem(w, http.StatusNotFound, "no config")
+		return
+	}
+	m, err := s.o.Config().Public()
+	if err != nil {
+		writeProblem(w, http.StatusInternalServerError, "the config could not be rendered")
+		return
+	}
+	writeJSON(w, m)
+}
+
+func toMs(q monitor.Quantiles) quantilesMs {
+	return quantilesMs{Count: q.Count, P50: ms(q.P50), P95: ms(q.P95), P99: ms(q.P99)}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeProblem writes an RFC 9457 problem body, as the proxy does.
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail,
+	})
+}
