@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real tools:
 #   prometheus  for promtool, which checks the live /metrics exposition
-apt_packages=(prometheus)
+#   pebble      a real ACME server for the automatic-HTTPS tests
+#   chromium    a real headless browser for the dashboard test
+apt_packages=(prometheus pebble chromium)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do
