@@ -195,6 +195,10 @@ type Route struct {
 	// passes the client gets 504. Default 30s; 0 = no deadline (for
 	// WebSocket and long streams).
 	Timeout time.Duration `yaml:"timeout"`
+	// MaxBodyBytes caps the request body: a larger Content-Length is refused
+	// with 413 before admission, and a streamed body that grows past it is
+	// cut and answered 413. Default 0 (no limit).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// RateLimit is a token bucket in front of the route. Omitted = none.
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	// Bulkhead caps the requests in flight to the upstream. Omitted =

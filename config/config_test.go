@@ -155,14 +155,15 @@ func TestFull(t *testing.T) {
 		},
 		Routes: []Route{
 			{
-				Name:        "users-api",
-				Match:       Match{Host: "api.example.com", PathPrefix: "/users", Methods: []string{"GET", "POST"}},
-				Upstream:    "users",
-				StripPrefix: true,
-				Timeout:     5 * time.Second,
-				RateLimit:   &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000},
-				Bulkhead:    &Bulkhead{MaxConcurrent: 20},
-				Queue:       Queue{MaxDepth: 0, MaxWait: time.Second},
+				Name:         "users-api",
+				Match:        Match{Host: "api.example.com", PathPrefix: "/users", Methods: []string{"GET", "POST"}},
+				Upstream:     "users",
+				StripPrefix:  true,
+				Timeout:      5 * time.Second,
+				MaxBodyBytes: 1048576,
+				RateLimit:    &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000},
+				Bulkhead:     &Bulkhead{MaxConcurrent: 20},
+				Queue:        Queue{MaxDepth: 0, MaxWait: time.Second},
 			},
 			{
 				Name:      "health",

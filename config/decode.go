@@ -228,7 +228,7 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 		d.sequence(path, n, v)
 	case reflect.String:
 		d.str(n, v)
-	case reflect.Int:
+	case reflect.Int, reflect.Int64: // time.Duration is handled above
 		d.integer(n, v)
 	case reflect.Float64:
 		d.float(n, v)

@@ -272,6 +272,9 @@ func (v *validator) routes() {
 		if r.Timeout < 0 {
 			v.errorf(p+".timeout", "%s.timeout must be >= 0 (0 = no deadline), got %v", p, r.Timeout)
 		}
+		if r.MaxBodyBytes < 0 {
+			v.errorf(p+".max_body_bytes", "%s.max_body_bytes must be >= 0 (0 = no limit), got %d", p, r.MaxBodyBytes)
+		}
 		if r.RateLimit != nil {
 			v.rateLimit(p+".rate_limit", r.RateLimit)
 		}

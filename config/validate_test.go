@@ -206,6 +206,8 @@ func TestValidateErrors(t *testing.T) {
 			[]string{`8:11: duplicate route name "users-api" (first at line 5)`}},
 		{"rate_limit max_keys zero", base + "  - name: other\n    match: {path: /x}\n    upstream: users\n    rate_limit: {rps: 1, key: client_ip, max_keys: 0}\n",
 			[]string{`11:52: routes[1].rate_limit.max_keys must be >= 1, got 0`}},
+		{"negative max_body_bytes", base + "  - name: other\n    match: {path: /x}\n    upstream: users\n    max_body_bytes: -1\n",
+			[]string{`11:21: routes[1].max_body_bytes must be >= 0 (0 = no limit), got -1`}},
 		{"route name with a slash", base + "  - name: a/b\n    match: {path: /x}\n    upstream: users\n",
 			[]string{`8:11: routes[1].name "a/b": use letters, digits, '-', '_' and '.', starting with a letter or digit`}},
 		{"upstream name with a quote", "upstreams:\n  - name: 'us\"ers'\n    targets: [\"http://127.0.0.1:9001\"]\nroutes:\n  - name: r\n    match: {path: /x}\n    upstream: 'us\"ers'\n",
