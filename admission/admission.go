@@ -20,7 +20,10 @@ type Controller struct {
 	clk   clock.Clock
 	rl    *RateLimiter       // nil: no rate limit
 	bh    *bulkhead.Bulkhead // nil: unlimited concurrency, no queue
-	br    *breaker.Breaker   // the upstream's breaker; nil: none
+	// br is the upstream's breaker (nil: none). It is swapped, not the
+	// Controller, when a reload rebuilds the upstream but leaves the route
+	// as it was, so the route keeps its bucket, queue and counters.
+	br atomic.Pointer[breaker.Breaker]
 	svc   serviceTime
 
 	admitted atomic.Uint64
@@ -36,7 +39,8 @@ func New(rc config.Route, br *breaker.Breaker, clk clock.Clock) *Controller {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	c := &Controller{route: rc.Name, clk: clk, br: br}
+	c := &Controller{route: rc.Name, clk: clk}
+	c.br.Store(br)
 	if rc.RateLimit != nil {
 		c.rl = NewRateLimiter(*rc.RateLimit)
 	}
@@ -90,8 +94,9 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 			return c.refuse(d, RateLimited, delay)
 		}
 	}
-	if c.br != nil {
-		if left := c.br.OpenFor(); left > 0 {
+	br := c.br.Load()
+	if br != nil {
+		if left := br.OpenFor(); left > 0 {
 			return c.refuse(d, BreakerOpen, left)
 		}
 	}
@@ -112,15 +117,15 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 		}
 		d.permit, d.hasPermit = p, true
 	}
-	if c.br != nil {
-		done, err := c.br.Allow()
+	if br != nil {
+		done, err := br.Allow()
 		if err != nil {
 			// Half-open with every probe out, or opened while we queued.
 			if d.hasPermit {
 				d.permit.Release()
 				d.hasPermit = false
 			}
-			return c.refuse(d, BreakerOpen, c.br.OpenFor())
+			return c.refuse(d, BreakerOpen, br.OpenFor())
 		}
 		d.brDone = done
 	}
@@ -157,6 +162,10 @@ func (c *Controller) refuse(d Decision, r Reason, retryAfter time.Duration) Deci
 func (c *Controller) queueRetryAfter() time.Duration {
 	return time.Duration(int64(c.bh.Depth()+1) * int64(c.svc.mean()) / int64(c.bh.MaxConcurrent()))
 }
+
+// SetBreaker points the route at its upstream's new breaker after a reload
+// rebuilt the upstream. Requests admitted before report to the old one.
+func (c *Controller) SetBreaker(br *breaker.Breaker) { c.br.Store(br) }
 
 // Refuse counts a refusal decided outside Admit (no_healthy_upstream).
 func (c *Controller) Refuse(r Reason) { c.rejected[r].Add(1) }
