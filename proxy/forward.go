@@ -164,7 +164,10 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateFrom(r.Context())
 	st.err = err
 	st.status = upstreamStatus(st.clientCtx, r.Context(), err)
+	closeIfBodyUnread(w, r) // the transport may have stopped reading it midway
 	switch st.status {
+	case http.StatusRequestEntityTooLarge:
+		writeProblem(w, http.StatusRequestEntityTooLarge, st.route, "", 0, "the request body exceeds the route's max_body_bytes")
 	case StatusClientClosed:
 		// Nobody is listening; writing would only log a broken pipe.
 	case http.StatusGatewayTimeout:
@@ -175,15 +178,23 @@ func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // upstreamStatus is the one mapping from a forwarding error to a status:
-// client gone → 499; route deadline or upstream timeout → 504; connection
+// client gone → 499; body over max_body_bytes → 413; route deadline or
+// upstream timeout → 504; connection
 // refused, reset or any other transport failure → 502. A dial that times out
 // is a connect error (502): the upstream was never reached.
 func upstreamStatus(clientCtx, reqCtx context.Context, err error) int {
+	// The route deadline first: when it passes while the client's body is
+	// being read, serveRoute breaks that read, and net/http then cancels the
+	// client's context too — but the deadline was the cause.
+	if reqCtx.Err() == context.DeadlineExceeded && clientCtx.Err() != context.DeadlineExceeded {
+		return http.StatusGatewayTimeout
+	}
 	if clientCtx.Err() != nil {
 		return StatusClientClosed
 	}
-	if reqCtx.Err() == context.DeadlineExceeded {
-		return http.StatusGatewayTimeout
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return http.StatusRequestEntityTooLarge // the client's fault, not the upstream's
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {

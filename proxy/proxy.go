@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +40,8 @@ type Proxy struct {
 
 	unmatched codeCounts // answers to requests no route matched
 
-	mu      sync.Mutex // guards cancel
+	mu      sync.Mutex      // guards runCtx, cancel; serialises reloads
+	runCtx  context.Context // set by Start: background work of new upstreams runs under it
 	cancel  context.CancelFunc
 	running sync.WaitGroup // background goroutines (health checks)
 }
@@ -70,13 +73,13 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real()
 	}
-	t, err := compile(cfg, log, o.Clock)
-	if err != nil {
-		return nil, err
-	}
 	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler}
 	if p.tracer != nil && p.prop == nil {
 		p.prop = propagation.TraceContext{}
+	}
+	t, err := p.compile(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
 	p.tab.Store(t)
 	if p.smp != nil {
@@ -85,12 +88,21 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	return p, nil
 }
 
-func compile(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*table, error) {
+// compile builds the table for cfg. Upstreams and routes whose config is
+// unchanged from old (matched by name) are carried over with their live
+// state: an upstream keeps its connection pool, health and breaker; a route
+// keeps its rate-limit buckets, bulkhead and queue, counters and
+// histograms. A route whose own settings are unchanged but whose upstream
+// was rebuilt keeps its state too and is pointed at the new breaker.
+func (p *Proxy) compile(cfg *config.Config, old *table) (*table, error) {
 	t := &table{byName: make(map[string]*Upstream, len(cfg.Upstreams))}
 	for _, uc := range cfg.Upstreams {
-		u, err := newUpstream(uc, log, clk)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %q: %w", uc.Name, err)
+		u := old.upstream(uc.Name)
+		if u == nil || !reflect.DeepEqual(u.cfg, uc) {
+			var err error
+			if u, err = newUpstream(uc, p.log, p.clk); err != nil {
+				return nil, fmt.Errorf("upstream %q: %w", uc.Name, err)
+			}
 		}
 		t.upstreams = append(t.upstreams, u)
 		t.byName[u.name] = u
@@ -100,49 +112,94 @@ func compile(cfg *config.Config, log *slog.Logger, clk clock.Clock) (*table, err
 		if u == nil {
 			return nil, fmt.Errorf("route %q: unknown upstream %q", rc.Name, rc.Upstream)
 		}
-		nameJSON, _ := json.Marshal(rc.Name)
-		rt := &Route{
-			name:     rc.Name,
-			nameJSON: nameJSON,
-			m:        newMatcher(rc.Match),
-			up:       u,
-			timeout:  rc.Timeout,
-			adm:      admission.New(rc, u.br, clk),
-			latWin:   monitor.NewHistogram(),
-			qwaitWin: monitor.NewHistogram(),
-			durHist: prometheus.NewHistogram(prometheus.HistogramOpts{
-				Name: "sluice_request_duration_seconds", Help: "Time from request arrival to the end of the response, queue wait included.",
-				Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
-			}),
-			qwaitHist: prometheus.NewHistogram(prometheus.HistogramOpts{
-				Name: "sluice_queue_wait_seconds", Help: "Time requests waited in the route's bulkhead queue (0 when a slot was free).",
-				Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
-			}),
+		if prev := old.route(rc.Name); prev != nil && reflect.DeepEqual(prev.cfg, rc) {
+			if prev.up != u {
+				moved := *prev
+				moved.up = u
+				prev.adm.SetBreaker(u.br)
+				prev = &moved
+			}
+			t.routes = append(t.routes, prev)
+			continue
 		}
-		if rl := rt.adm.RateLimiter(); rl != nil {
-			rt.rlPolicy = []string{fmt.Sprintf("%q;q=%d;w=%d", rc.Name, rl.Burst(), retryAfterSeconds(rl.Window()))}
-		}
-		if rc.StripPrefix {
-			rt.strip = rc.Match.PathPrefix
-		}
-		t.routes = append(t.routes, rt)
+		t.routes = append(t.routes, p.newRoute(rc, u))
 	}
 	return t, nil
 }
 
-// Start launches the background work (active health checks). It stops when
-// ctx is done or Close is called.
+func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
+	nameJSON, _ := json.Marshal(rc.Name)
+	rt := &Route{
+		cfg:      rc,
+		name:     rc.Name,
+		nameJSON: nameJSON,
+		m:        newMatcher(rc.Match),
+		up:       u,
+		timeout:  rc.Timeout,
+		maxBody:  rc.MaxBodyBytes,
+		adm:      admission.New(rc, u.br, p.clk),
+		codes:    new(codeCounts),
+		latWin:   monitor.NewHistogram(),
+		qwaitWin: monitor.NewHistogram(),
+		durHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_request_duration_seconds", Help: "Time from request arrival to the end of the response, queue wait included.",
+			Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
+		}),
+		qwaitHist: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_queue_wait_seconds", Help: "Time requests waited in the route's bulkhead queue (0 when a slot was free).",
+			Buckets: latencyBuckets, ConstLabels: prometheus.Labels{"route": rc.Name},
+		}),
+	}
+	if rl := rt.adm.RateLimiter(); rl != nil {
+		rt.rlPolicy = []string{fmt.Sprintf("%q;q=%d;w=%d", rc.Name, rl.Burst(), retryAfterSeconds(rl.Window()))}
+	}
+	if rc.StripPrefix {
+		rt.strip = rc.Match.PathPrefix
+	}
+	return rt
+}
+
+// Reload swaps in the table for cfg, which must have passed validation.
+// Requests already routed (in flight or queued) finish under the table they
+// started with; new requests see the new one. Upstreams that left the
+// config stop their health checks and close idle connections.
+func (p *Proxy) Reload(cfg *config.Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.tab.Load()
+	t, err := p.compile(cfg, old)
+	if err != nil {
+		return err
+	}
+	for _, u := range t.upstreams {
+		if p.runCtx != nil && old.upstream(u.name) != u {
+			u.startHealth(p.runCtx, &p.running)
+		}
+	}
+	p.tab.Store(t)
+	if p.smp != nil {
+		p.smp.SetSources(t.sources())
+	}
+	for _, u := range old.upstreams {
+		if t.upstream(u.name) != u {
+			u.stopHealth()
+			u.close()
+		}
+	}
+	return nil
+}
+
+// Start launches the background work (health checks, backpressure
+// sampling). It stops when ctx is done or Close is called.
 func (p *Proxy) Start(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ctx, p.cancel = context.WithCancel(ctx)
+	p.runCtx, p.cancel = context.WithCancel(ctx)
 	for _, u := range p.tab.Load().upstreams {
-		if u.health != nil {
-			p.running.Go(func() { u.health.run(ctx) })
-		}
+		u.startHealth(p.runCtx, &p.running)
 	}
 	if p.smp != nil {
-		p.running.Go(func() { p.smp.Run(ctx) })
+		p.running.Go(func() { p.smp.Run(p.runCtx) })
 	}
 }
 
@@ -190,6 +247,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.sw.ResponseWriter = w
 	defer p.finish(st, r)
 
+	// A reverse proxy is not a forward proxy: CONNECT would ask sluice to
+	// open a tunnel to a host of the client's choosing.
+	if r.Method == http.MethodConnect {
+		st.sw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		writeProblem(&st.sw, http.StatusMethodNotAllowed, nil, "", 0, "CONNECT is not supported: sluice is a reverse proxy")
+		return
+	}
+	// Absolute-form targets ("GET http://other/x") are routed by their
+	// authority like any Host, and forwarded only to the route's configured
+	// targets; anything else that is not a path (asterisk-form) is refused.
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, "the request target must be a path")
+		return
+	}
 	if needsClean(r.URL.Path) {
 		cleanURLPath(r.URL)
 	}
@@ -201,6 +272,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt == nil {
 		writeProblem(&st.sw, http.StatusNotFound, nil, "", 0, "no route matches the request")
 		return
+	}
+	if rt.maxBody > 0 {
+		// A declared body over the limit is refused before it costs a token
+		// or a slot; an undeclared (chunked) one is cut when it passes the
+		// limit, and errorHandler answers 413.
+		if r.ContentLength > rt.maxBody {
+			closeIfBodyUnread(&st.sw, r)
+			writeProblem(&st.sw, http.StatusRequestEntityTooLarge, rt, "", 0, "the request body exceeds the route's max_body_bytes")
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(&st.sw, r.Body, rt.maxBody)
+		}
 	}
 	p.serveRoute(st, r, rt)
 }
@@ -219,6 +303,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 
 	// No healthy target: refuse before taking a token or a queue place.
 	if !rt.up.anyHealthy() {
+		closeIfBodyUnread(w, r)
 		rt.adm.Refuse(admission.NoHealthyUpstream)
 		st.reason = admission.NoHealthyUpstream
 		st.retryAfter = retryAfterSeconds(rt.up.noHealthyRetryAfter())
@@ -241,6 +326,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		return
 	default:
 		st.retryAfter = retryAfterSeconds(d.RetryAfter)
+		closeIfBodyUnread(w, r)
 		writeReject(w, rt, d.Reason, d.RetryAfter)
 		return
 	}
@@ -260,6 +346,16 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		}
 	}()
 
+	if rt.timeout > 0 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		// The transport cannot give up on a request while its writer is
+		// blocked reading the client's body (it waits for that goroutine),
+		// so a client that stalls its body would outlive the deadline. A
+		// read deadline of now unblocks that read when the deadline passes.
+		stop := context.AfterFunc(ctx, func() {
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+		})
+		defer stop()
+	}
 	rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
 
 	finished = true

@@ -90,6 +90,19 @@ func retryAfterValue(secs int64) []string {
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
+// closeIfBodyUnread marks the response for connection close when the
+// request body may not have been read to the end. Otherwise net/http would
+// first drain up to 256 KiB of it before writing the answer, so a client
+// that stalls its body would never get the refusal and would pin the
+// connection (a slowloris through the rejection path).
+func closeIfBodyUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		w.Header()["Connection"] = hdrClose
+	}
+}
+
+var hdrClose = []string{"close"}
+
 // writeProblem writes an application/problem+json (RFC 9457) response. The
 // body is appended by hand: rejections are the hot path under overload and
 // must not pay for reflection. reason "" and retryAfter 0 are left out.

@@ -15,6 +15,7 @@ import (
 
 // Route is one compiled entry of the routing table.
 type Route struct {
+	cfg      config.Route // as configured, to tell an unchanged route on reload
 	name     string
 	nameJSON []byte // name as a JSON string, precomputed for reject bodies
 	m        matcher
@@ -22,11 +23,12 @@ type Route struct {
 	// strip is the prefix removed before forwarding; "" when strip_prefix is off.
 	strip   string
 	timeout time.Duration // whole-request deadline; 0 = none
+	maxBody int64         // request body limit in bytes; 0 = none
 
 	adm      *admission.Controller
 	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
 
-	codes     codeCounts           // answers by status
+	codes     *codeCounts          // answers by status (shared across reloads)
 	durHist   prometheus.Histogram // sluice_request_duration_seconds
 	qwaitHist prometheus.Histogram // sluice_queue_wait_seconds
 	latWin    *monitor.Histogram   // admitted latency quantiles for the API
@@ -173,6 +175,27 @@ type table struct {
 	routes    []*Route
 	upstreams []*Upstream
 	byName    map[string]*Upstream
+}
+
+// upstream returns the upstream named name, or nil; t may be nil.
+func (t *table) upstream(name string) *Upstream {
+	if t == nil {
+		return nil
+	}
+	return t.byName[name]
+}
+
+// route returns the route named name, or nil; t may be nil.
+func (t *table) route(name string) *Route {
+	if t == nil {
+		return nil
+	}
+	for _, rt := range t.routes {
+		if rt.name == name {
+			return rt
+		}
+	}
+	return nil
 }
 
 // sources returns the routes as backpressure sources, by name.

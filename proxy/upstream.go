@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +36,7 @@ func (t *Target) Healthy() bool { return t.healthy.Load() }
 // Upstream is a named pool of targets with its own transport, balancer and
 // health checker.
 type Upstream struct {
+	cfg      config.Upstream // as configured, to tell an unchanged upstream on reload
 	name     string
 	balance  string
 	targets  []*Target
@@ -44,6 +47,41 @@ type Upstream struct {
 	health   *healthChecker   // nil without health_check
 	br       *breaker.Breaker // nil without breaker
 	codes    codeCounts       // upstream answers by status; 502/504 for no answer
+
+	stopMu       sync.Mutex // guards healthCancel, healthDone
+	healthCancel context.CancelFunc
+	healthDone   chan struct{} // closed when the health loop has returned
+}
+
+// startHealth runs the upstream's health checks under ctx until stopHealth.
+func (u *Upstream) startHealth(ctx context.Context, wg *sync.WaitGroup) {
+	if u.health == nil {
+		return
+	}
+	u.stopMu.Lock()
+	defer u.stopMu.Unlock()
+	if u.healthCancel != nil {
+		return // already running: an upstream carried over by a reload
+	}
+	ctx, u.healthCancel = context.WithCancel(ctx)
+	done := make(chan struct{})
+	u.healthDone = done
+	wg.Go(func() {
+		defer close(done)
+		u.health.run(ctx)
+	})
+}
+
+// stopHealth ends the health checks of an upstream a reload removed, and
+// returns once the loop has: no probe is sent after it.
+func (u *Upstream) stopHealth() {
+	u.stopMu.Lock()
+	cancel, done := u.healthCancel, u.healthDone
+	u.stopMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
 }
 
 // Codes calls f for each status code the upstream answered, in order.
@@ -66,7 +104,7 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 	if err != nil {
 		return nil, err
 	}
-	u := &Upstream{name: c.Name, balancer: bal, balance: c.Balance}
+	u := &Upstream{cfg: c, name: c.Name, balancer: bal, balance: c.Balance}
 	urls := c.TargetURLs
 	if urls == nil { // config not validated by Parse (e.g. built in code)
 		for _, s := range c.Targets {
@@ -83,7 +121,7 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 		u.targets = append(u.targets, t)
 	}
 	u.refreshHealthy()
-	u.tr = newTransport(c, len(u.targets))
+	u.tr = newTransport(c, u.targets)
 	u.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		ModifyResponse: recordStatus,
@@ -103,22 +141,46 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 
 // newTransport builds the upstream's own transport so that one slow pool
 // cannot exhaust another's connections.
-func newTransport(c config.Upstream, ntargets int) *http.Transport {
+func newTransport(c config.Upstream, targets []*Target) *http.Transport {
 	d := &net.Dialer{Timeout: c.ConnectTimeout, KeepAlive: 30 * time.Second}
+	// Defence in depth: whatever a request says, this transport dials only
+	// the upstream's configured targets (the rewrite already guarantees it).
+	allowed := make(map[string]bool, len(targets))
+	for _, t := range targets {
+		allowed[canonicalAddr(t.URL)] = true
+	}
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if !allowed[addr] {
+			return nil, fmt.Errorf("proxy: refusing to dial %s: not a configured target of upstream %q", addr, c.Name)
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 	return &http.Transport{
 		Proxy:                 nil, // never route upstream traffic through $HTTP_PROXY
-		DialContext:           d.DialContext,
+		DialContext:           dial,
 		ForceAttemptHTTP2:     true, // h2 to https targets that offer it
 		TLSHandshakeTimeout:   c.ConnectTimeout,
 		ResponseHeaderTimeout: c.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          c.MaxIdleConns * ntargets,
+		MaxIdleConns:          c.MaxIdleConns * len(targets),
 		MaxIdleConnsPerHost:   c.MaxIdleConns,
 		IdleConnTimeout:       90 * time.Second,
 		// Pass the client's Accept-Encoding through untouched: the transport
 		// must not add gzip and transparently decompress on the proxy's CPU.
 		DisableCompression: true,
 	}
+}
+
+// canonicalAddr is host:port as the transport dials it, default port filled in.
+func canonicalAddr(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // pick returns a healthy target. If health checks took the last target out
