@@ -59,6 +59,9 @@ type Options struct {
 	// Stdout receives spans of the stdout trace exporter; Stderr the access
 	// log. Nil: os.Stdout and os.Stderr.
 	Stdout, Stderr io.Writer
+	// ConfigPath is the file the config came from. When set, Reload reads it
+	// again and Start watches it for changes; empty (the demo) disables both.
+	ConfigPath string
 }
 
 // Server is one running sluice instance.
@@ -74,10 +77,15 @@ type Server struct {
 	proxySrv *http.Server
 	adminSrv *http.Server
 	proxyLn  net.Listener
+	https    *tlsFrontend // nil without a tls block
 	adminLn  net.Listener
 
 	draining atomic.Bool
 	serveErr chan error // first fatal Serve error of either listener
+
+	configPath string
+	cfgNow     atomic.Pointer[config.Config] // the config serving now
+	reloadMu   sync.Mutex                    // serialises reloads
 
 	stopBackground context.CancelFunc // stops the admin rate ticker and log flusher
 	background     sync.WaitGroup
@@ -112,7 +120,8 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if tp.Enabled() {
 		popts.Tracer, popts.Propagator = tp.Tracer(), tp.Propagator()
 	}
-	s := &Server{cfg: cfg, log: log, tracing: tp, serveErr: make(chan error, 2)}
+	s := &Server{cfg: cfg, log: log, tracing: tp, serveErr: make(chan error, 3), configPath: o.ConfigPath}
+	s.cfgNow.Store(cfg)
 	if cfg.Server.AccessLog {
 		s.access = newBufferedWriter(o.Stderr)
 		popts.AccessLog = slog.New(slog.NewJSONHandler(s.access, nil))
@@ -135,7 +144,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		Ready:   s.Ready,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}),
 		Proxy:   p,
-		Config:  func() *config.Config { return cfg },
+		Config:  s.Config,
 		Token:   token,
 		Version: o.Version,
 		Started: time.Now(),
@@ -149,6 +158,12 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		ErrorLog:          errLog,
 		// No ReadTimeout or WriteTimeout: they would cut uploads, streams
 		// and WebSockets. The route timeout bounds each request instead.
+	}
+	if cfg.TLS != nil {
+		if s.https, err = newTLSFrontend(cfg.TLS, s.proxySrv, log); err != nil {
+			return nil, err
+		}
+		s.proxySrv.Handler = s.https.plainHandler(p) // ACME challenges, redirect_http
 	}
 	s.adminSrv = &http.Server{
 		Handler:           s.admin,
@@ -165,8 +180,10 @@ func (s *Server) Proxy() *proxy.Proxy { return s.proxy }
 // Ready reports whether the server takes traffic: false once draining.
 func (s *Server) Ready() bool { return !s.draining.Load() }
 
-// Start binds both listeners and begins serving. A bind error is returned
-// before anything serves, so a bad address fails the process at start.
+// Start binds the listeners and begins serving. A bind error (or, with
+// ACME, a certificate that cannot be had) is returned before anything
+// serves, so a bad setup fails the process at start. ctx bounds only the
+// startup; background work runs until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
 	var err error
 	if s.proxyLn, err = net.Listen("tcp", s.cfg.Server.Listen); err != nil {
@@ -176,15 +193,34 @@ func (s *Server) Start(ctx context.Context) error {
 		s.proxyLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	s.proxy.Start(ctx)
-	bg, stop := context.WithCancel(ctx)
+	if s.https != nil {
+		// Serves both proxy listeners (gated) while ACME certificates are
+		// obtained; fails, with both closed, if they cannot be.
+		if err := s.https.start(ctx, s.proxySrv, s.proxyLn, s.serve); err != nil {
+			s.adminLn.Close()
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	// ctx bounds startup (a signal may end an ACME wait); the background
+	// work runs on until Shutdown.
+	life := context.WithoutCancel(ctx)
+	s.proxy.Start(life)
+	bg, stop := context.WithCancel(life)
 	s.stopBackground = stop
 	s.background.Go(func() { s.admin.Run(bg) })
 	if s.access != nil {
 		s.background.Go(func() { s.access.run(bg) })
 	}
-	go s.serve(s.proxySrv, s.proxyLn)
+	if s.configPath != "" {
+		if err := s.watchConfig(bg); err != nil {
+			s.log.Warn("config file not watched; reload with SIGHUP", "error", err)
+		}
+	}
+	if s.https == nil {
+		go s.serve(s.proxySrv, s.proxyLn)
+	}
 	go s.serve(s.adminSrv, s.adminLn)
+	s.https.openGate()
 	s.log.Info("sluice serving", "proxy", s.ProxyAddr(), "admin", s.AdminAddr(),
 		"routes", len(s.cfg.Routes), "upstreams", len(s.cfg.Upstreams))
 	return nil
@@ -236,10 +272,12 @@ func (s *Server) Shutdown() {
 	// Queued requests are refused now (503 shutting_down) rather than kept
 	// waiting for a slot the drain may not give them in time.
 	s.proxy.Drain()
+	waitTLS := s.https.shutdown(ctx) // drains alongside the plain listener
 	if err := s.proxySrv.Shutdown(ctx); err != nil {
 		s.log.Warn("grace period over, closing remaining connections", "error", err)
 		s.proxySrv.Close()
 	}
+	waitTLS()
 	s.proxy.Close()
 	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()

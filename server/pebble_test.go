@@ -1,0 +1,218 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A real ACME server for the automatic-HTTPS tests: Debian's pebble (and
+// pebble-challtestsrv as its DNS), started by the test on loopback.
+
+// pebble is a running Pebble ACME server.
+type pebble struct {
+	dirURL string         // ACME directory
+	caRoot string         // PEM of pebble's own HTTPS certificate: sluice's tls.acme.ca_root
+	roots  *x509.CertPool // pebble's issuing root (/roots/0): what sluice's clients trust
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+}
+
+type pebbleOptions struct {
+	// httpPort and tlsPort are where pebble validates HTTP-01 and
+	// TLS-ALPN-01: sluice's plain and TLS listeners.
+	httpPort, tlsPort int
+	// alwaysValid skips validation (PEBBLE_VA_ALWAYS_VALID).
+	alwaysValid bool
+	// dnsServer, if set, is the DNS server pebble resolves names with.
+	dnsServer string
+}
+
+// syncBuffer collects a child process's output for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freePort returns a loopback TCP port nothing listens on right now, for
+// the listeners pebble must be told about before they exist.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startProcess runs a test's helper process until the test ends, and
+// returns a channel closed when it exits.
+func startProcess(t *testing.T, cmd *exec.Cmd, out *syncBuffer) chan struct{} {
+	t.Helper()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", cmd.Path, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	return exited
+}
+
+// startPebble starts pebble with a generated HTTPS certificate on free
+// loopback ports, waits for its directory, and fetches its issuing root.
+func startPebble(t *testing.T, o pebbleOptions) *pebble {
+	t.Helper()
+	bin := needTool(t, "pebble")
+	dir := t.TempDir()
+	listener := newTestCert(t, "127.0.0.1", "localhost")
+	p := &pebble{caRoot: filepath.Join(dir, "pebble-https.pem"), out: &syncBuffer{}}
+	keyFile := filepath.Join(dir, "pebble-https.key")
+	listener.install(t, p.caRoot, keyFile)
+	acmeAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	mgmtAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	conf, err := json.Marshal(map[string]any{"pebble": map[string]any{
+		"listenAddress":           acmeAddr,
+		"managementListenAddress": mgmtAddr,
+		"certificate":             p.caRoot,
+		"privateKey":              keyFile,
+		"httpPort":                o.httpPort,
+		"tlsPort":                 o.tlsPort,
+		"ocspResponderURL":        "",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	confFile := filepath.Join(dir, "pebble-config.json")
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-config", confFile, "-strict=false"}
+	if o.dnsServer != "" {
+		args = append(args, "-dnsserver", o.dnsServer)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(),
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once, not after 0-15 s
+		"PEBBLE_WFE_NONCEREJECT=0", // no deliberately rejected nonces
+		"PEBBLE_AUTHZREUSE=0",      // every order validates afresh
+	)
+	if o.alwaysValid {
+		p.cmd.Env = append(p.cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
+	}
+	p.exited = startProcess(t, p.cmd, p.out)
+
+	// pebble's own HTTPS certificate is the generated one.
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: listener.pool()}}, Timeout: 5 * time.Second}
+	t.Cleanup(c.CloseIdleConnections)
+	p.dirURL = "https://" + acmeAddr + "/dir"
+	p.waitUp(t, func() bool {
+		resp, err := c.Get(p.dirURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	resp, err := c.Get("https://" + mgmtAddr + "/roots/0")
+	if err != nil {
+		t.Fatalf("pebble root: %v", err)
+	}
+	root, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p.roots = x509.NewCertPool()
+	if resp.StatusCode != 200 || !p.roots.AppendCertsFromPEM(root) {
+		t.Fatalf("pebble /roots/0: %d %q", resp.StatusCode, root)
+	}
+	return p
+}
+
+// waitUp waits until up reports true, failing at once if pebble exits.
+func (p *pebble) waitUp(t *testing.T, up func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !up() {
+		select {
+		case <-p.exited:
+			t.Fatalf("pebble exited:\n%s", p.out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pebble did not come up:\n%s", p.out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop ends pebble, so nothing can be ordered from it any more.
+func (p *pebble) stop() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// startChallTestSrv runs pebble-challtestsrv as a DNS server on a free
+// loopback port that answers every A query with 127.0.0.1 and no AAAA
+// (pebble dials the first address it resolves, IPv6 first), with its own
+// challenge servers off. It returns the DNS address.
+func startChallTestSrv(t *testing.T) string {
+	t.Helper()
+	bin := needTool(t, "pebble-challtestsrv")
+	dnsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	out := &syncBuffer{}
+	exited := startProcess(t, exec.Command(bin,
+		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-dns01", dnsAddr, "-http01", "", "-https01", "", "-tlsalpn01", "",
+		"-management", "127.0.0.1:"+strconv.Itoa(freePort(t))), out)
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", dnsAddr)
+	}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		addrs, err := r.LookupHost(ctx, "sluice.test")
+		cancel()
+		if err == nil && fmt.Sprint(addrs) == "[127.0.0.1]" {
+			return dnsAddr
+		}
+		select {
+		case <-exited:
+			t.Fatalf("pebble-challtestsrv exited:\n%s", out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pebble-challtestsrv DNS not answering sluice.test with 127.0.0.1 (last: %v %v):\n%s", addrs, err, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

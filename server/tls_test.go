@@ -1,0 +1,565 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/goleak"
+
+	"sluice/clock"
+	"sluice/config"
+)
+
+// testCert is a generated self-signed certificate (usable as its own root)
+// and its key, PEM-encoded.
+type testCert struct {
+	cert            *x509.Certificate
+	certPEM, keyPEM []byte
+}
+
+func newTestCert(t *testing.T, names ...string) testCert {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: names[0]},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCert{
+		cert:    cert,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	}
+}
+
+func (c testCert) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.cert)
+	return p
+}
+
+// install writes the pair to certFile and keyFile the way certificate
+// tools do: each to a temporary file renamed over the old one.
+func (c testCert) install(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	writeAtomic(t, certFile, c.certPEM)
+	writeAtomic(t, keyFile, c.keyPEM)
+}
+
+func writeAtomic(t *testing.T, name string, data []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logRecorder is a slog.Handler that keeps every record's message and
+// attributes, so tests can check what was logged.
+type logRecorder struct {
+	mu      sync.Mutex // guards records
+	records []string   // "msg key=value ..."
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Level.String() + " " + r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	l.mu.Lock()
+	l.records = append(l.records, b.String())
+	l.mu.Unlock()
+	return nil
+}
+
+// find returns the records containing every one of parts.
+func (l *logRecorder) find(parts ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.records {
+		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(r, p) }) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *logRecorder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.records, "\n")
+}
+
+// newServer builds (but does not start) a server logging to rec.
+func newServer(t *testing.T, yaml string, rec *logRecorder) (*Server, error) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	return New(cfg, Options{Log: slog.New(rec), Stderr: io.Discard})
+}
+
+// startTLSServer builds and starts a server, failing the test on error,
+// and shuts it down at the end of the test.
+func startTLSServer(t *testing.T, yaml string, rec *logRecorder) *Server {
+	t.Helper()
+	s, err := newServer(t, yaml, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v\nlog:\n%s", err, rec)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// httpsClient trusts roots and dials addr whatever the URL's host, so a
+// URL can carry the name the certificate is for (SNI, Host) while the
+// connection stays on loopback. With h1 it never negotiates HTTP/2. Its
+// idle connections are closed at the end of the test, before the servers
+// started earlier shut down: an HTTP/2 server otherwise waits a second for
+// a client to act on its GOAWAY.
+func httpsClient(t *testing.T, roots *x509.CertPool, addr string, h1 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		ForceAttemptHTTP2: !h1,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	if h1 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// peerSerial handshakes with addr as serverName and returns the serial of
+// the certificate presented.
+func peerSerial(t *testing.T, addr, serverName string, roots *x509.CertPool) (*big.Int, error) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{ServerName: serverName, RootCAs: roots})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
+}
+
+// echoUpstream answers with the X-Forwarded-Proto it was sent.
+func echoUpstream(t *testing.T) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "proto="+r.Header.Get("X-Forwarded-Proto")+" path="+r.URL.RequestURI())
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	return resp, string(b)
+}
+
+// staticFiles writes a pair for localhost and 127.0.0.1 into a new
+// directory and returns it with the two paths.
+func staticFiles(t *testing.T) (testCert, string, string) {
+	dir := t.TempDir()
+	c := newTestCert(t, "localhost", "127.0.0.1")
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	c.install(t, certFile, keyFile)
+	return c, certFile, keyFile
+}
+
+// TestStaticTLS serves a generated pair: HTTP/2 and HTTP/1.1 on the TLS
+// listener, the upstream told X-Forwarded-Proto https, TLS 1.1 refused;
+// then the files are replaced and new handshakes present the new pair.
+func TestStaticTLS(t *testing.T) {
+	noLeaks(t)
+	up := echoUpstream(t)
+	first, certFile, keyFile := staticFiles(t)
+	rec := &logRecorder{}
+	s := startTLSServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", read_header_timeout: 2s, idle_timeout: 7s, max_header_bytes: 4096}
+tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q, redirect_http: false}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, certFile, keyFile, up.URL), rec)
+
+	if s.https.srv.ReadHeaderTimeout != 2*time.Second || s.https.srv.IdleTimeout != 7*time.Second || s.https.srv.MaxHeaderBytes != 4096 {
+		t.Errorf("https server limits %v/%v/%d, want the plain server's 2s/7s/4096",
+			s.https.srv.ReadHeaderTimeout, s.https.srv.IdleTimeout, s.https.srv.MaxHeaderBytes)
+	}
+	for _, h1 := range []bool{false, true} {
+		resp, body := get(t, httpsClient(t, first.pool(), s.TLSAddr(), h1), "https://localhost/x?y=1")
+		wantMajor := 2
+		if h1 {
+			wantMajor = 1
+		}
+		if resp.StatusCode != 200 || resp.ProtoMajor != wantMajor || body != "proto=https path=/x?y=1" {
+			t.Errorf("h1=%v: %d %s %q, want 200 HTTP/%d proto=https", h1, resp.StatusCode, resp.Proto, body, wantMajor)
+		}
+	}
+	// Plain HTTP keeps proxying with redirect_http false, and says so.
+	if resp, body := get(t, http.DefaultClient, "http://"+s.ProxyAddr()+"/p"); resp.StatusCode != 200 || body != "proto=http path=/p" {
+		t.Errorf("plain listener: %d %q, want 200 proto=http", resp.StatusCode, body)
+	}
+	old := &tls.Config{RootCAs: first.pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11}
+	if c, err := tls.Dial("tcp", s.TLSAddr(), old); err == nil {
+		c.Close()
+		t.Error("TLS 1.1 handshake succeeded; want TLS 1.2 minimum")
+	}
+
+	// A renewal: the files are replaced, new handshakes get the new pair.
+	second := newTestCert(t, "localhost", "127.0.0.1")
+	second.install(t, certFile, keyFile)
+	both := first.pool()
+	both.AddCert(second.cert)
+	waitFor(t, "the new certificate served", func() bool {
+		serial, err := peerSerial(t, s.TLSAddr(), "localhost", both)
+		return err == nil && serial.Cmp(second.cert.SerialNumber) == 0
+	})
+	if len(rec.find("certificate reloaded", "localhost")) == 0 {
+		t.Errorf("no reload logged:\n%s", rec)
+	}
+	if resp, _ := get(t, httpsClient(t, second.pool(), s.TLSAddr(), false), "https://localhost/"); resp.ProtoMajor != 2 {
+		t.Errorf("after reload: %s, want HTTP/2", resp.Proto)
+	}
+
+	// A bad pair (the key of another certificate) is refused; the last
+	// good one keeps serving.
+	writeAtomic(t, keyFile, newTestCert(t, "localhost").keyPEM)
+	waitFor(t, "the bad pair refused", func() bool {
+		return len(rec.find("certificate reload failed", "private key does not match")) > 0
+	})
+	if serial, err := peerSerial(t, s.TLSAddr(), "localhost", both); err != nil || serial.Cmp(second.cert.SerialNumber) != 0 {
+		t.Errorf("after a bad pair: serial %v err %v, want the previous certificate", serial, err)
+	}
+}
+
+// TestCertReloadDebounce drives the watcher by hand with a fake clock: a
+// burst of events is one reload, done once the files were quiet for the
+// debounce; events about other files in the directory do nothing.
+func TestCertReloadDebounce(t *testing.T) {
+	first, certFile, keyFile := staticFiles(t)
+	rec := &logRecorder{}
+	clk := clock.NewFake(time.Unix(1e9, 0))
+	c, err := newFileCerts(certFile, keyFile, slog.New(rec), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, errs := make(chan fsnotify.Event), make(chan error)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.watch(ctx, events, errs) }()
+	defer func() { cancel(); <-done }()
+	serving := func() *big.Int {
+		return c.cur.Load().cert.Leaf.SerialNumber
+	}
+	// events is unbuffered and watch handles one event at a time, so once
+	// a send returns, the event before it has been handled.
+	send := func(name string) { events <- fsnotify.Event{Name: name, Op: fsnotify.Create} }
+	other := filepath.Join(filepath.Dir(certFile), "unrelated.log")
+
+	second := newTestCert(t, "localhost")
+	writeAtomic(t, certFile, second.certPEM)
+	send(certFile)
+	clk.Advance(c.debounce / 2)
+	writeAtomic(t, keyFile, second.keyPEM)
+	send(keyFile) // resets the debounce
+	send(other)   // ignored; proves keyFile's event was handled
+	if n := clk.Timers(); n != 1 {
+		t.Fatalf("%d timers armed, want 1 (the burst's)", n)
+	}
+	clk.Advance(c.debounce / 2) // the first event's deadline: nothing happens
+	if serving().Cmp(first.cert.SerialNumber) != 0 {
+		t.Fatal("reloaded before the files were quiet for the debounce")
+	}
+	clk.Advance(c.debounce / 2)
+	waitFor(t, "reload", func() bool { return serving().Cmp(second.cert.SerialNumber) == 0 })
+
+	// A mismatched pair is logged and not served.
+	writeAtomic(t, keyFile, first.keyPEM)
+	send(keyFile)
+	send(other)
+	clk.Advance(c.debounce)
+	waitFor(t, "the bad pair refused", func() bool { return len(rec.find("certificate reload failed")) > 0 })
+	if serving().Cmp(second.cert.SerialNumber) != 0 {
+		t.Error("a mismatched pair replaced the good one")
+	}
+	if len(rec.find("certificate reloaded")) != 1 {
+		t.Errorf("want exactly one reload logged:\n%s", rec)
+	}
+}
+
+// TestStaticTLSErrors: a pair that cannot be served fails New with an
+// error naming the file, before anything listens.
+func TestStaticTLSErrors(t *testing.T) {
+	_, certFile, keyFile := staticFiles(t)
+	dir := filepath.Dir(certFile)
+	otherKey := filepath.Join(dir, "other-key.pem")
+	if err := os.WriteFile(otherKey, newTestCert(t, "localhost").keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unreadable := filepath.Join(dir, "a-directory.pem") // unreadable even as root
+	if err := os.Mkdir(unreadable, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing-key.pem")
+	for _, tc := range []struct {
+		name, cert, key string
+		want            []string
+	}{
+		{"missing key file", certFile, missing, []string{"tls.key_file", missing, "no such file"}},
+		{"missing cert file", filepath.Join(dir, "nope.pem"), keyFile, []string{"tls.cert_file", "nope.pem", "no such file"}},
+		{"mismatched pair", certFile, otherKey, []string{certFile, otherKey, "private key does not match public key"}},
+		{"not PEM", notPEM, keyFile, []string{notPEM, "PEM"}},
+		{"unreadable key", certFile, unreadable, []string{"tls.key_file", unreadable, "is a directory"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, tc.cert, tc.key), &logRecorder{})
+			if err == nil {
+				t.Fatal("New succeeded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRedirectHTTP: with redirect_http the plain listener answers 308 to
+// the same host, path and query on the TLS port, except for ACME HTTP-01
+// challenge paths, which still reach the proxy.
+func TestRedirectHTTP(t *testing.T) {
+	up := echoUpstream(t)
+	_, certFile, keyFile := staticFiles(t)
+	s := startTLSServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, certFile, keyFile, up.URL), &logRecorder{})
+	_, tlsPort, _ := net.SplitHostPort(s.TLSAddr())
+	noFollow := httpsClient(t, nil, s.ProxyAddr(), true)
+	for _, tc := range []struct{ host, path, want string }{
+		{"example.com", "/a/b?x=1&y=%2F", "https://example.com:" + tlsPort + "/a/b?x=1&y=%2F"},
+		{"example.com:8080", "/", "https://example.com:" + tlsPort + "/"},
+		{"[::1]:8080", "/v6", "https://[::1]:" + tlsPort + "/v6"},
+		{"example.com", "/.well-known/acme-challenge/../admin", "https://example.com:" + tlsPort + "/.well-known/acme-challenge/../admin"},
+	} {
+		req, _ := http.NewRequest("POST", "http://"+s.ProxyAddr()+tc.path, strings.NewReader("body"))
+		req.Host = tc.host
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != tc.want {
+			t.Errorf("POST http://%s%s: %d Location %q, want 308 %q", tc.host, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.want)
+		}
+	}
+	// A challenge path is not redirected: without ACME here, it is proxied.
+	resp, body := get(t, noFollow, "http://"+s.ProxyAddr()+"/.well-known/acme-challenge/tok3n")
+	if resp.StatusCode != 200 || body != "proto=http path=/.well-known/acme-challenge/tok3n" {
+		t.Errorf("challenge path: %d %q, want it proxied", resp.StatusCode, body)
+	}
+}
+
+// TestAdmissionOverHTTP2: a rate-limited route refuses alike over plain
+// HTTP/1.1, HTTP/1.1 over TLS and HTTP/2: status, Sluice-Reject,
+// Retry-After, RateLimit headers and body type; and the metrics count all
+// three.
+func TestAdmissionOverHTTP2(t *testing.T) {
+	noLeaks(t)
+	up := echoUpstream(t)
+	cert, certFile, keyFile := staticFiles(t)
+	s := startTLSServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q, redirect_http: false}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes:
+  - {name: limited, match: {path_prefix: /}, upstream: u, rate_limit: {rps: 0.5, burst: 1, key: "header:X-Client"}}
+`, certFile, keyFile, up.URL), &logRecorder{})
+	type answer struct {
+		proto                                        int
+		status                                       int
+		reject, retry, limit, policy, ctype, problem string
+	}
+	ask := func(c *http.Client, url, client string) answer {
+		resp, body := get(t, c, url, "X-Client", client)
+		a := answer{resp.ProtoMajor, resp.StatusCode, resp.Header.Get("Sluice-Reject"), resp.Header.Get("Retry-After"),
+			resp.Header.Get("RateLimit"), resp.Header.Get("RateLimit-Policy"), resp.Header.Get("Content-Type"), "ok"}
+		if resp.StatusCode != 200 && !(strings.Contains(body, `"reason":"rate_limited"`) && strings.Contains(body, `"status":429`)) {
+			a.problem = "body " + body
+		}
+		return a
+	}
+	clients := []struct {
+		name  string
+		c     *http.Client
+		url   string
+		proto int
+	}{
+		{"http/1.1", http.DefaultClient, "http://" + s.ProxyAddr() + "/", 1},
+		{"https http/1.1", httpsClient(t, cert.pool(), s.TLSAddr(), true), "https://localhost/", 1},
+		{"h2", httpsClient(t, cert.pool(), s.TLSAddr(), false), "https://localhost/", 2},
+	}
+	var refusals []answer
+	for _, c := range clients {
+		// Each client has its own bucket (key header:X-Client) on the
+		// same route: the first request empties it, the second is refused.
+		if a := ask(c.c, c.url, c.name); a.status != 200 || a.proto != c.proto {
+			t.Fatalf("%s: first request %+v, want 200 over HTTP/%d", c.name, a, c.proto)
+		}
+		a := ask(c.c, c.url, c.name)
+		if a.proto != c.proto {
+			t.Errorf("%s: answered over HTTP/%d", c.name, a.proto)
+		}
+		a.proto = 0
+		refusals = append(refusals, a)
+	}
+	want := answer{status: 429, reject: "rate_limited", retry: "2", limit: `"limited";r=0;t=2`, policy: `"limited";q=1;w=2`,
+		ctype: "application/problem+json", problem: "ok"}
+	for i, a := range refusals {
+		if a != want {
+			t.Errorf("%s refusal: %+v, want %+v", clients[i].name, a, want)
+		}
+	}
+	resp, body := get(t, http.DefaultClient, "http://"+s.AdminAddr()+"/metrics")
+	if resp.StatusCode != 200 || !strings.Contains(body, `sluice_admission_rejected_total{reason="rate_limited",route="limited"} 3`) {
+		t.Errorf("metrics do not count the three refusals:\n%s", grepLines(body, "rate_limited"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// noLeaks fails the test if goroutines started during it outlive it (its
+// cleanups included: call it first, so its check runs last).
+func noLeaks(t *testing.T, opts ...goleak.Option) {
+	t.Helper()
+	opts = append(opts, goleak.IgnoreCurrent())
+	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
+}
+
+// certmagicLeftovers are the goroutines certmagic starts that no API of it
+// stops, so Shutdown cannot either:
+//   - one rate limiter per ACME directory and account email, kept in a
+//     package map for the life of the process ("TODO: stop rate limiter
+//     when it is garbage-collected");
+//   - a lock-file refresher per storage lock, which notices the lock was
+//     released within lockFreshnessInterval (5 s) and returns.
+//
+// Everything sluice starts for ACME (certmagic's maintenance goroutine,
+// its obtain and renew jobs, the listeners) is stopped by Shutdown.
+func certmagicLeftovers() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).loop"),
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
+	}
+}
