@@ -34,6 +34,7 @@ type reqState struct {
 	span       trace.Span // nil when tracing is off
 	prop       propagation.TextMapPropagator
 	retryAfter int64 // Retry-After seconds of a refusal
+	aborted    bool  // the response broke off after it had begun
 
 	err      error // the forwarding error, if any
 	status   int   // the status chosen for err, or 499 when the client left while queued

@@ -341,6 +341,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		// target's count must still be given back, and the breaker is told
 		// nothing it cannot know.
 		if !finished {
+			st.aborted = true
 			tg.inflight.Add(-1)
 			d.Finish(breaker.Ignored)
 		}
@@ -425,6 +426,11 @@ func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.D
 	}
 	if st.target != nil {
 		attrs = append(attrs, slog.String("target", st.target.URL.Host))
+	}
+	if st.aborted {
+		// The response broke off midway (upstream or client gone, or the
+		// route deadline passed while the body was streaming).
+		attrs = append(attrs, slog.Bool("aborted", true))
 	}
 	if st.span != nil {
 		attrs = append(attrs, slog.String("trace_id", st.span.SpanContext().TraceID().String()))

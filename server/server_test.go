@@ -12,9 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"sluice/admission"
 	"sluice/config"
 )
 
@@ -361,4 +364,70 @@ routes:
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// TestShutdownDuringLoad starts a drain while clients keep sending: every
+// request that reached sluice is answered (200 if it held or won a slot,
+// 503 shutting_down if it was queued), new connections are refused once
+// the listener closes, and nothing is left in flight.
+func TestShutdownDuringLoad(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", shutdown_grace: 10s, access_log: false}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u, bulkhead: {max_concurrent: 4}, queue: {max_depth: 32, max_wait: 10s}}]
+`, up.URL))
+	url := "http://" + s.ProxyAddr() + "/"
+	var mu sync.Mutex
+	answers := map[string]int{}
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for c := 0; c < 16; c++ {
+		wg.Go(func() {
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			for {
+				resp, err := client.Get(url)
+				if err != nil {
+					refused.Add(1) // the listener is gone: this client is done
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				answers[fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Sluice-Reject"))]++
+				mu.Unlock()
+			}
+		})
+	}
+	adm := s.Proxy().Routes()[0].Admission()
+	waitFor(t, "load under way with a queue", func() bool { return adm.Admitted() > 40 && adm.QueueDepth() > 0 })
+	s.Shutdown()
+	wg.Wait()
+
+	var answered int
+	for k, n := range answers {
+		answered += n
+		if k != "200 " && k != "503 shutting_down" {
+			t.Errorf("%d answers %q: want only 200 and 503 shutting_down", n, k)
+		}
+	}
+	if answers["503 shutting_down"] == 0 {
+		t.Errorf("no queued request was refused at shutdown: %v", answers)
+	}
+	var reached uint64 = adm.Admitted()
+	for _, r := range []admission.Reason{admission.RateLimited, admission.QueueFull, admission.QueueTimeout, admission.BreakerOpen, admission.NoHealthyUpstream, admission.ShuttingDown, admission.ClientGone} {
+		reached += adm.Rejected(r)
+	}
+	if reached != uint64(answered) {
+		t.Errorf("sluice handled %d requests but clients got %d answers: requests were lost in the drain", reached, answered)
+	}
+	if adm.Inflight() != 0 || adm.QueueDepth() != 0 {
+		t.Errorf("after the drain: inflight %d, queued %d", adm.Inflight(), adm.QueueDepth())
+	}
+	t.Logf("answers %v, refused connections %d", answers, refused.Load())
 }
