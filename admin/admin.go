@@ -4,14 +4,20 @@
 //
 //	GET /healthz, /readyz          always open
 //	GET /metrics                   Prometheus text
-//	GET /api/v1/...                JSON monitoring API   } bearer token when
-//	GET /                          dashboard             } admin.token_file is set
+//	GET /api/v1/...                JSON monitoring API   } the admin token when
+//	GET /, /ui/...                 dashboard             } admin.token_file is set
+//
+// The token arrives as "Authorization: Bearer <token>" (API clients) or as
+// the sluice_admin_token cookie, which GET /?token=<token> sets (browsers:
+// a page cannot send a header when the user navigates to it).
 package admin
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -32,8 +38,8 @@ type Options struct {
 	Proxy *proxy.Proxy
 	// Config returns the effective config for /api/v1/config.
 	Config func() *config.Config
-	// Token, if not empty, is required as "Authorization: Bearer <token>"
-	// on /api/* and the dashboard.
+	// Token, if not empty, is required on /api/* and the dashboard, as
+	// "Authorization: Bearer <token>" or as the sluice_admin_token cookie.
 	Token string
 	// Version and Started feed the overview.
 	Version string
@@ -47,6 +53,10 @@ type Server struct {
 	o     Options
 	mux   *http.ServeMux
 	rates *rateTracker
+	// tokenSum is the SHA-256 of Options.Token: guesses are hashed and
+	// compared with it, so the comparison is constant-time in the length
+	// too (subtle.ConstantTimeCompare returns at once on unequal lengths).
+	tokenSum [sha256.Size]byte
 }
 
 // New builds the admin handler. Call Run to keep the per-second rates
@@ -55,7 +65,7 @@ func New(o Options) *Server {
 	if o.Clock == nil {
 		o.Clock = clock.Real()
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), rates: newRateTracker()}
+	s := &Server{o: o, mux: http.NewServeMux(), rates: newRateTracker(), tokenSum: sha256.Sum256([]byte(o.Token))}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		// Alive: the process answers. Load balancers use /readyz to decide traffic.
 		writeText(w, http.StatusOK, "ok\n")
@@ -73,7 +83,7 @@ func New(o Options) *Server {
 	if o.Proxy != nil {
 		s.routesAPI()
 	}
-	s.mux.Handle("GET /{$}", s.authed(http.HandlerFunc(s.index)))
+	s.dashboardRoutes()
 	return s
 }
 
@@ -101,37 +111,57 @@ func (s *Server) Tick() {
 	}
 }
 
-// authed requires the bearer token when one is configured. The comparison
-// takes the same time whatever the guess, so a client cannot learn the
-// token a byte at a time from response timing.
+// tokenCookie carries the admin token for browsers; GET /?token= sets it.
+const tokenCookie = "sluice_admin_token"
+
+// authed requires the admin token when one is configured: 401 with a
+// problem body otherwise.
 func (s *Server) authed(h http.Handler) http.Handler {
 	if s.o.Token == "" {
 		return h
 	}
-	want := []byte(s.o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), want) != 1 {
+		if !s.hasToken(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sluice admin"`)
-			writeProblem(w, http.StatusUnauthorized, "a valid bearer token is required (admin.token_file)")
+			writeProblem(w, http.StatusUnauthorized,
+				"a valid admin token is required: send Authorization: Bearer <token>, or open /?token=<token> in a browser")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write([]byte(`<!doctype html><title>sluice admin</title>
-<h1>sluice</h1><ul>
-<li><a href="/api/v1/overview">overview</a></li>
-<li><a href="/api/v1/routes">routes</a></li>
-<li><a href="/api/v1/upstreams">upstreams</a></li>
-<li><a href="/api/v1/config">config</a></li>
-<li><a href="/metrics">metrics</a></li>
-</ul>`))
+// hasToken reports whether r carries the admin token, as a bearer header
+// or as the cookie. Either one that matches is enough.
+func (s *Server) hasToken(r *http.Request) bool {
+	// The scheme name is case-insensitive (RFC 9110, section 11.1).
+	if h := r.Header.Get("Authorization"); len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+		if s.tokenMatches(strings.TrimSpace(h[len("Bearer "):])) {
+			return true
+		}
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil {
+		v := c.Value
+		if u, err := url.PathUnescape(v); err == nil {
+			v = u // the cookie holds the token path-escaped (tokenCookieValue)
+		}
+		return s.tokenMatches(v)
+	}
+	return false
 }
+
+// tokenMatches compares a guess with the token in time that depends on
+// neither, so a client cannot learn the token a byte at a time (or its
+// length) from response timing.
+func (s *Server) tokenMatches(guess string) bool {
+	sum := sha256.Sum256([]byte(guess))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+}
+
+// tokenCookieValue is the token as a cookie value: path-escaped, which
+// leaves the usual hex and base64url tokens as they are and turns bytes a
+// cookie cannot hold (space, quote, semicolon, comma, backslash) into %XX.
+func tokenCookieValue(token string) string { return url.PathEscape(token) }
 
 func writeText(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -23,8 +23,8 @@ type Controller struct {
 	// br is the upstream's breaker (nil: none). It is swapped, not the
 	// Controller, when a reload rebuilds the upstream but leaves the route
 	// as it was, so the route keeps its bucket, queue and counters.
-	br atomic.Pointer[breaker.Breaker]
-	svc   serviceTime
+	br  atomic.Pointer[breaker.Breaker]
+	svc serviceTime
 
 	admitted atomic.Uint64
 	rejected [numReasons]atomic.Uint64

@@ -2,7 +2,7 @@
 // limits, bulkheads with bounded queues and circuit breakers per route.
 //
 //	sluice run [-config sluice.yaml]   run the proxy
-//	sluice demo                        run on the embedded demo config
+//	sluice demo [-load]                run on the embedded demo config
 //	sluice validate -config FILE       check a config and exit
 //	sluice version                     print the version
 package main
@@ -14,10 +14,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"sluice/config"
 	"sluice/demo"
@@ -35,9 +39,12 @@ const usage = `sluice: an HTTP reverse proxy with admission control
 
 usage:
   sluice run [-config sluice.yaml]   run the proxy (SIGTERM/SIGINT drain)
-  sluice demo [-listen ADDR] [-admin ADDR]
+  sluice demo [-listen ADDR] [-admin ADDR] [-load [-duration 90s]]
                                      run on the embedded demo config with
-                                     built-in upstreams; no files needed
+                                     built-in upstreams; no files needed.
+                                     The dashboard is on the admin address;
+                                     -load ramps a built-in load past the
+                                     slow upstream's capacity and back
   sluice validate -config FILE       check a config: exit 0, or print each
                                      error as FILE:LINE:COL: message, exit 1
   sluice version                     print the version
@@ -162,25 +169,42 @@ func cmdRun(args []string, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
-	return serve(cfg, log, stderr, nil)
+	return serve(cfg, server.Options{Log: log, Version: versionString(), ConfigPath: *path}, stderr, nil)
 }
 
-// serve runs cfg until SIGTERM or SIGINT, then drains. started, if set, is
-// called once the listeners are bound.
-func serve(cfg *config.Config, log *slog.Logger, stderr io.Writer, started func(*server.Server)) int {
+// serve runs cfg until SIGTERM or SIGINT, then drains; SIGHUP reloads the
+// config file (when there is one). started, if set, is called once the
+// listeners are bound.
+func serve(cfg *config.Config, o server.Options, stderr io.Writer, started func(*server.Server)) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	srv, err := server.New(cfg, server.Options{Log: log, Version: versionString()})
+	srv, err := server.New(cfg, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return 1
 	}
-	if err := srv.Start(context.Background()); err != nil {
+	// A signal during startup (an ACME order, say) ends it.
+	if err := srv.Start(ctx); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
 		return 1
 	}
 	if started != nil {
 		started(srv)
+	}
+	if o.ConfigPath != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					_ = srv.Reload() // logged and counted inside
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	if err := srv.Wait(ctx); err != nil {
 		fmt.Fprintf(stderr, "sluice: %v\n", err)
@@ -192,10 +216,22 @@ func serve(cfg *config.Config, log *slog.Logger, stderr io.Writer, started func(
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:8080", "proxy listen address")
-	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin listen address")
+	adminAddr := fs.String("admin", "127.0.0.1:9901", "admin listen address (the dashboard)")
+	load := fs.Bool("load", false, "send a built-in open-loop load: /slow ramps past its capacity and back, the flaky breaker trips")
+	duration := fs.Duration("duration", 90*time.Second, "how long -load sends for; then it stops by itself")
 	var lf logFlags
 	lf.register(fs, "text")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *load && *duration <= 0 {
+		fmt.Fprintln(stderr, "sluice demo: -duration must be positive")
+		return 2
+	}
+	if *load && !loopbackListen(*listen) {
+		// The load is for the demo's own proxy on this machine, never a
+		// tool to send traffic across a network.
+		fmt.Fprintf(stderr, "sluice demo: -load sends only to a proxy on loopback; -listen %s is not\n", *listen)
 		return 2
 	}
 	log, err := lf.logger(stderr)
@@ -217,17 +253,79 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	cfg.Server.Listen, cfg.Admin.Listen = *listen, *adminAddr
-	return serve(cfg, log, stderr, func(s *server.Server) {
-		p, a := "http://"+s.ProxyAddr(), "http://"+s.AdminAddr()
+
+	// The load stops at the first SIGTERM or SIGINT, while serve drains.
+	loadCtx, stopLoad := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stopLoad()
+	var loading sync.WaitGroup
+	code := serve(cfg, server.Options{Log: log, Version: versionString()}, stderr, func(s *server.Server) {
+		p, a := "http://"+dialable(s.ProxyAddr()), "http://"+dialable(s.AdminAddr())
 		fmt.Fprintf(stdout, `sluice demo is running (Ctrl-C to stop)
 
-  proxy   %[1]s
-          curl -i %[1]s/api/hello          healthy upstream, rate limited
-          curl -N %[1]s/api/events         server-sent events, streamed
-          curl -i %[1]s/slow/work          8 at a time, 100 ms each
-          curl -i %[1]s/flaky/thing        503 for 6 s of every 20 s
-  admin   %[2]s/readyz
+  dashboard  %[2]s/
+  proxy      %[1]s
+
+  try:
+    curl -i %[1]s/api/hello        healthy upstream, rate limited
+    curl -N %[1]s/api/events       server-sent events, streamed
+    curl -i %[1]s/slow/work        8 at a time, 100 ms each
+    curl -i %[1]s/flaky/thing      503 for 6 s of every 20 s
+    curl -s %[2]s/api/v1/routes    the JSON monitoring API
 
 `, p, a)
+		if !*load {
+			fmt.Fprintf(stdout, "  load       none: add -load to push /slow past its capacity and trip flaky's breaker\n\n")
+			return
+		}
+		l := demo.ShowcaseLoad(p, *duration)
+		fmt.Fprintf(stdout, "  load       %s, open loop: %s (its upstream serves %g);\n", *duration, describe(l.Streams[0]), demo.SlowCapacity())
+		for _, st := range l.Streams[1:] {
+			fmt.Fprintf(stdout, "             %s;\n", describe(st))
+		}
+		fmt.Fprintf(stdout, "             on the dashboard, slow turns amber then red and refuses with reasons,\n"+
+			"             and flaky's breaker opens when its upstream fails, then heals\n\n")
+		loading.Go(func() {
+			res, err := l.Run(loadCtx)
+			switch {
+			case errors.Is(err, context.Canceled):
+				fmt.Fprintf(stdout, "load stopped early: %s\n", res)
+			case err != nil:
+				fmt.Fprintf(stderr, "sluice demo: load: %v\n", err)
+			default:
+				fmt.Fprintf(stdout, "load finished after %s: %s; the demo keeps running\n", *duration, res)
+			}
+		})
 	})
+	stopLoad()
+	loading.Wait()
+	return code
+}
+
+func describe(s demo.Stream) string { return s.Path + " " + s.Rate.String() }
+
+// loopbackListen reports whether a proxy listening on addr can be reached
+// on loopback: a loopback host, or all interfaces.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "" || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+}
+
+// dialable turns a bound address into one to print and dial: a listener
+// on all interfaces is reached on 127.0.0.1.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

@@ -158,18 +158,7 @@ func stopAndWait(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
 func TestDemoBinary(t *testing.T) {
 	bin := buildSluice(t)
 	cmd, out, stderr := startBinary(t, bin, "demo", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
-	urls := map[string]string{}
-	for len(urls) < 2 {
-		line, err := out.ReadString('\n')
-		if err != nil {
-			t.Fatalf("demo output ended: %v\nstderr:\n%s", err, stderr.String())
-		}
-		f := strings.Fields(line)
-		if len(f) == 2 && (f[0] == "proxy" || f[0] == "admin") {
-			urls[f[0]] = strings.TrimSuffix(f[1], "/readyz")
-		}
-	}
-	proxy, admin := urls["proxy"], urls["admin"]
+	proxy, admin := demoURLs(t, out, stderr)
 
 	code, body := httpGet(t, proxy+"/api/hello")
 	var reply map[string]any
@@ -188,6 +177,9 @@ func TestDemoBinary(t *testing.T) {
 	if code, _ := httpGet(t, admin+"/readyz"); code != 200 {
 		t.Errorf("/readyz: %d", code)
 	}
+	if code, body := httpGet(t, admin+"/"); code != 200 || !strings.Contains(body, "<html") {
+		t.Errorf("dashboard: %d %.80q", code, body)
+	}
 	// The SSE endpoint streams: the first event arrives before the stream ends.
 	resp, err := http.Get(proxy + "/api/events")
 	if err != nil {
@@ -199,6 +191,60 @@ func TestDemoBinary(t *testing.T) {
 		t.Errorf("/api/events first line %q, %v", first, err)
 	}
 	stopAndWait(t, cmd, stderr)
+}
+
+// demoURLs reads the proxy and dashboard URLs the demo prints.
+func demoURLs(t *testing.T, out *bufio.Reader, stderr *bytes.Buffer) (proxy, admin string) {
+	t.Helper()
+	for proxy == "" || admin == "" {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("demo output ended: %v\nstderr:\n%s", err, stderr.String())
+		}
+		switch f := strings.Fields(line); {
+		case len(f) == 2 && f[0] == "proxy":
+			proxy = f[1]
+		case len(f) == 2 && f[0] == "dashboard":
+			admin = strings.TrimSuffix(f[1], "/")
+		}
+	}
+	return proxy, admin
+}
+
+// TestDemoLoadBinary runs the demo with a short built-in load: it must
+// finish by itself and leave its traffic in the monitoring API.
+func TestDemoLoadBinary(t *testing.T) {
+	bin := buildSluice(t)
+	cmd, out, stderr := startBinary(t, bin, "demo", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-load", "-duration", "3s")
+	_, admin := demoURLs(t, out, stderr)
+	for {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("demo output ended before the load finished: %v\nstderr:\n%s", err, stderr.String())
+		}
+		if strings.HasPrefix(line, "load finished after 3s") {
+			break
+		}
+	}
+	_, body := httpGet(t, admin+"/api/v1/routes/slow")
+	var d struct {
+		AdmittedTotal uint64 `json:"admitted_total"`
+	}
+	if err := json.Unmarshal([]byte(body), &d); err != nil || d.AdmittedTotal == 0 {
+		t.Errorf("slow route after the load: %v %s", err, body)
+	}
+	stopAndWait(t, cmd, stderr)
+}
+
+func TestDemoFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"demo", "-load", "-listen", "192.0.2.1:8080"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "loopback") {
+		t.Errorf("-load off loopback: exit %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"demo", "-load", "-duration", "0s"}, &out, &errb); code != 2 {
+		t.Errorf("-load -duration 0: exit %d, stderr %q", code, errb.String())
+	}
 }
 
 // TestRunBinary runs `sluice run -config FILE` against a real upstream.
