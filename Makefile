@@ -1,12 +1,13 @@
 # `make test` is the one command that checks everything: it installs what
-# the tests need on a bare machine, then runs vet, a format check and the
-# whole suite under the race detector. .ci/run calls exactly this.
+# the tests need on a bare machine, then runs the format check, go vet, the
+# whole suite under the race detector, and each fuzz target briefly.
+# .ci/run calls exactly this.
 GO ?= go
+FUZZTIME ?= 8s
 
-.PHONY: test deps vet demo build
+.PHONY: test deps vet unit fuzz vulncheck demo build
 
-test: deps vet
-	$(GO) test -race -count=1 ./...
+test: deps vet unit fuzz
 
 deps:
 	./scripts/install-test-deps.sh
@@ -15,6 +16,22 @@ vet:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Each fuzz target runs for FUZZTIME from its seed corpus (testdata/fuzz);
+# `make fuzz FUZZTIME=10m` for a real session.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzRouting$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzCleanPath$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzForwarded$$' -fuzztime $(FUZZTIME) ./proxy
+
+# Needs the Go vulnerability database (vuln.go.dev), which this project's
+# build machines cannot reach; run it where they can.
+vulncheck:
+	$(GO) run golang.org/x/vuln/cmd/govulncheck@v1.1.4 ./...
 
 build:
 	$(GO) build -o bin/sluice ./cmd/sluice

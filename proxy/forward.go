@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -94,10 +95,13 @@ func setForwarded(out, in *http.Request) {
 		b.WriteString(", ")
 	}
 	b.WriteString("for=")
-	if strings.Contains(ip, ":") {
-		b.WriteString(`"[` + ip + `]"`) // §6: IPv6 is bracketed and quoted
-	} else {
-		b.WriteString(ip)
+	switch addr, err := netip.ParseAddr(ip); {
+	case err != nil:
+		b.WriteString("unknown") // §6.2: the client is not known
+	case addr.Is6() && !addr.Is4In6():
+		b.WriteString(`"[` + addr.String() + `]"`) // §6: IPv6 is bracketed and quoted
+	default:
+		b.WriteString(addr.Unmap().String())
 	}
 	if in.Host != "" {
 		b.WriteString(";host=")

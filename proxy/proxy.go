@@ -124,6 +124,7 @@ func (p *Proxy) compile(cfg *config.Config, old *table) (*table, error) {
 		}
 		t.routes = append(t.routes, p.newRoute(rc, u))
 	}
+	t.seal()
 	return t, nil
 }
 
@@ -261,7 +262,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, "the request target must be a path")
 		return
 	}
-	if needsClean(r.URL.Path) {
+	if needsClean(r.URL) {
 		cleanURLPath(r.URL)
 	}
 	rt := p.tab.Load().lookup(requestHost(r.Host), r.URL.Path, r.Method)

@@ -140,33 +140,53 @@ func requestHost(hostport string) string {
 	return h
 }
 
-// needsClean reports whether p has dot segments or repeated slashes. Such a
-// path is normalised before routing and forwarding, so that /public/../admin
-// cannot be routed as /public and then served as /admin upstream.
-func needsClean(p string) bool {
-	if p == "" || p[0] != '/' {
+// needsClean reports whether u's path needs normalising before routing:
+// dot segments in the decoded path (%2e%2e included), or empty or dot
+// segments in the escaped one. Such a path is normalised before routing and
+// forwarding, so that /public/../admin cannot be routed as /public and then
+// served as /admin upstream.
+func needsClean(u *url.URL) bool {
+	if !strings.HasPrefix(u.Path, "/") || hasDotSegment(u.Path) {
 		return true
 	}
-	return strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+	if u.RawPath == "" {
+		return strings.Contains(u.Path, "//")
+	}
+	e := u.EscapedPath()
+	return strings.Contains(e, "//") || hasDotSegment(e)
+}
+
+func hasDotSegment(p string) bool {
+	return strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
 		strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..")
 }
 
 // cleanURLPath normalises u's path in place (RFC 3986 §5.2.4 dot-segment
-// removal plus merged slashes), keeping a trailing slash and keeping
-// escapes such as %2F intact by cleaning the escaped form.
+// removal plus merged slashes), keeping a trailing slash. Slashes are merged
+// in the escaped form, so an encoded slash (%2F) stays inside its segment,
+// as the client meant. But the decoded path must end up without dot
+// segments: an upstream that decodes %2e%2e would otherwise be walked out
+// of the prefix the request was routed by, so when the escaped form still
+// decodes to one, the decoded path is cleaned instead.
 func cleanURLPath(u *url.URL) {
-	esc := u.EscapedPath()
-	c := path.Clean("/" + esc)
-	if strings.HasSuffix(esc, "/") && c != "/" {
+	esc := cleanSlashed(u.EscapedPath())
+	if p, err := url.PathUnescape(esc); err == nil && !hasDotSegment(p) {
+		u.Path, u.RawPath = p, esc
+		if u.EscapedPath() != esc {
+			u.RawPath = "" // not a valid encoding of p: let url escape it
+		}
+		return
+	}
+	u.Path, u.RawPath = cleanSlashed(u.Path), ""
+}
+
+// cleanSlashed is path.Clean of "/"+p, keeping a trailing slash.
+func cleanSlashed(p string) string {
+	c := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && c != "/" {
 		c += "/"
 	}
-	if p, err := url.PathUnescape(c); err == nil {
-		u.Path = p
-		u.RawPath = c
-		if u.EscapedPath() == p {
-			u.RawPath = ""
-		}
-	}
+	return c
 }
 
 // table is an immutable routing table. Proxy swaps whole tables atomically so
@@ -175,6 +195,17 @@ type table struct {
 	routes    []*Route
 	upstreams []*Upstream
 	byName    map[string]*Upstream
+	routeIdx  map[string]*Route // routes by name
+	index     *routeIndex       // first-match lookup without a scan
+}
+
+// seal builds the lookup structures once the routes are all in.
+func (t *table) seal() {
+	t.routeIdx = make(map[string]*Route, len(t.routes))
+	for _, rt := range t.routes {
+		t.routeIdx[rt.name] = rt
+	}
+	t.index = newRouteIndex(t.routes)
 }
 
 // upstream returns the upstream named name, or nil; t may be nil.
@@ -190,12 +221,7 @@ func (t *table) route(name string) *Route {
 	if t == nil {
 		return nil
 	}
-	for _, rt := range t.routes {
-		if rt.name == name {
-			return rt
-		}
-	}
-	return nil
+	return t.routeIdx[name]
 }
 
 // sources returns the routes as backpressure sources, by name.
@@ -209,10 +235,5 @@ func (t *table) sources() map[string]monitor.Source {
 
 // lookup returns the first route that matches, or nil.
 func (t *table) lookup(host, p, method string) *Route {
-	for _, rt := range t.routes {
-		if rt.m.match(host, p, method) {
-			return rt
-		}
-	}
-	return nil
+	return t.index.lookup(host, p, method)
 }

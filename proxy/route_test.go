@@ -74,12 +74,15 @@ func TestCleanURLPath(t *testing.T) {
 		"/../../etc/passwd":   "/etc/passwd",
 		"/trailing/dot/.":     "/trailing/dot",
 		"/trailing/dotdot/..": "/trailing",
+		"/a/%2e%2e/b":         "/b",
+		"/x/%2E%2E":           "/",
+		"/..%2f..%2fetc":      "/etc", // decodes to /../../etc
 	} {
 		u, err := url.Parse("http://h" + in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if needsClean(u.Path) || needsClean(u.EscapedPath()) {
+		if needsClean(u) {
 			cleanURLPath(u)
 		}
 		if got := u.EscapedPath(); got != want {
