@@ -220,6 +220,14 @@ func (p *Proxy) Drain() {
 	}
 }
 
+// CloseIdleConnections closes the idle keep-alive connections of every
+// upstream's pool (they reopen on demand).
+func (p *Proxy) CloseIdleConnections() {
+	for _, u := range p.tab.Load().upstreams {
+		u.close()
+	}
+}
+
 // Close stops background work and closes idle upstream connections.
 func (p *Proxy) Close() {
 	p.mu.Lock()
