@@ -131,7 +131,10 @@ routes: [{name: all, match: {path_prefix: /}, upstream: u}]
 		{"unsupported transfer-encoding", "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", []string{"501 Not Implemented"}},
 		{"two transfer-encodings", "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", []string{"501 Not Implemented"}},
 		{"negative content-length", "POST /d HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", []string{"400 Bad Request"}},
-		{"both: chunked wins", "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n", []string{"200 OK"}},
+		// Both: framed by chunked alone, and the connection is closed after
+		// it (RFC 9112 §6.1), so the request smuggled behind it in the same
+		// stream is never read.
+		{"both: chunked wins, then close", "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", []string{"200 OK"}},
 	}
 	for _, tc := range cases {
 		if got := rawExchange(t, p.URL, tc.raw); fmt.Sprint(got) != fmt.Sprint(tc.want) {

@@ -256,6 +256,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.sw.ResponseWriter = w
 	defer p.finish(st, r)
 
+	// RFC 9112 §6.1: after a request with both Transfer-Encoding and
+	// Content-Length the server MUST close the connection, since a front
+	// proxy that framed it by Content-Length would read the rest of the
+	// stream as a different request (smuggling). net/http strips the
+	// Content-Length before any handler sees it, so sluice closes after
+	// every chunked HTTP/1.x request: a smuggled follow-up is never read.
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		st.sw.Header()["Connection"] = hdrClose
+	}
 	// A reverse proxy is not a forward proxy: CONNECT would ask sluice to
 	// open a tunnel to a host of the client's choosing.
 	if r.Method == http.MethodConnect {
