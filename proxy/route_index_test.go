@@ -1,0 +1,154 @@
+package proxy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"sluice/config"
+)
+
+// scanLookup is the first-match rule as a plain scan: the routing table's
+// definition, against which the index is checked.
+func scanLookup(routes []*Route, host, p, method string) *Route {
+	for _, rt := range routes {
+		if rt.m.match(host, p, method) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// Pools from which random tables and requests are drawn. They overlap on
+// purpose: hosts under several wildcards, prefixes that are prefixes of each
+// other at and off segment boundaries, with and without trailing slashes,
+// exact paths equal to prefixes, empty segments.
+var (
+	propHosts = []string{"", "example.com", "a.example.com", "b.a.example.com", "x.y.example.com",
+		"api.test", "example.org", "a.b", "b"}
+	propWild = []string{"*.example.com", "*.a.example.com", "*.y.example.com", "*.test", "*.b", "*.com"}
+	propSegs = []string{"", "a", "b", "ab", "users", "users7", "v1"}
+	methods  = []string{"GET", "POST", "PUT", "DELETE", "HEAD"}
+)
+
+func randPath(r *rand.Rand) string {
+	var b strings.Builder
+	for n := r.IntN(4); n >= 0; n-- {
+		b.WriteByte('/')
+		if n > 0 || r.IntN(3) > 0 {
+			b.WriteString(propSegs[r.IntN(len(propSegs))])
+		}
+	}
+	return b.String()
+}
+
+func randMatch(r *rand.Rand) config.Match {
+	var m config.Match
+	switch r.IntN(4) {
+	case 0:
+		m.Host = propHosts[1+r.IntN(len(propHosts)-1)]
+	case 1:
+		m.Host = propWild[r.IntN(len(propWild))]
+	}
+	switch r.IntN(4) {
+	case 0:
+		m.Path = randPath(r)
+	case 1, 2:
+		m.PathPrefix = randPath(r)
+	}
+	if m.Host == "" && m.Path == "" && m.PathPrefix == "" {
+		m.PathPrefix = "/"
+	}
+	if r.IntN(3) == 0 {
+		for _, mm := range methods {
+			if r.IntN(2) == 0 {
+				m.Methods = append(m.Methods, mm)
+			}
+		}
+	}
+	return m
+}
+
+// TestRouteIndexMatchesScan checks the index against the scan on random
+// tables and requests: same route (by position) or both none.
+func TestRouteIndexMatchesScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	for table := 0; table < 400; table++ {
+		n := 1 + r.IntN(40)
+		routes := make([]*Route, n)
+		for i := range routes {
+			m := randMatch(r)
+			// A few matchers a validated config cannot produce, built in
+			// code: they must still route exactly (the index's fallback).
+			mt := newMatcher(m)
+			switch r.IntN(40) {
+			case 0:
+				mt.suffix = "example.com" // wildcard without its dot
+			case 1:
+				mt.path, mt.prefix, mt.anyBelow = "/a", "/a", false // both conditions
+			case 2:
+				mt.prefix = "users" // prefix without its leading slash
+			}
+			routes[i] = &Route{name: fmt.Sprintf("r%d", i), m: mt}
+		}
+		ix := newRouteIndex(routes)
+		for q := 0; q < 300; q++ {
+			host := propHosts[r.IntN(len(propHosts))]
+			if r.IntN(5) == 0 {
+				host = propSegs[r.IntN(len(propSegs))] + "." + host
+			}
+			p := randPath(r)
+			if r.IntN(10) == 0 {
+				p = strings.TrimPrefix(p, "/") // not a path a server hands over, but exact all the same
+			}
+			method := methods[r.IntN(len(methods))]
+			got, want := ix.lookup(host, p, method), scanLookup(routes, host, p, method)
+			if got != want {
+				t.Fatalf("table %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
+					table, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
+			}
+		}
+	}
+}
+
+// TestRouteIndexManyChildren covers trie nodes that switch to a map.
+func TestRouteIndexManyChildren(t *testing.T) {
+	var routes []*Route
+	for i := range 3 * mapKidsAt {
+		routes = append(routes, &Route{name: fmt.Sprint(i), m: newMatcher(config.Match{PathPrefix: fmt.Sprintf("/s%d/x", i)})})
+	}
+	routes = append(routes, &Route{name: "root", m: newMatcher(config.Match{PathPrefix: "/"})})
+	ix := newRouteIndex(routes)
+	for i := range 3 * mapKidsAt {
+		p := fmt.Sprintf("/s%d/x/y", i)
+		if got := ix.lookup("h", p, "GET"); got != routes[i] {
+			t.Errorf("lookup %s = %s, want %d", p, routeName(got), i)
+		}
+	}
+	if got := ix.lookup("h", "/s1/y", "GET"); got.name != "root" {
+		t.Errorf("lookup /s1/y = %s, want root", routeName(got))
+	}
+}
+
+// TestRouteIndexEmpty: a table without routes matches nothing.
+func TestRouteIndexEmpty(t *testing.T) {
+	if got := newRouteIndex(nil).lookup("h", "/", "GET"); got != nil {
+		t.Errorf("empty index matched %s", got.name)
+	}
+}
+
+func routeName(rt *Route) string {
+	if rt == nil {
+		return "none"
+	}
+	return rt.name
+}
+
+func dumpRoutes(routes []*Route) string {
+	var b strings.Builder
+	for _, rt := range routes {
+		fmt.Fprintf(&b, "  %s: %+v\n", rt.name, rt.m)
+	}
+	return b.String()
+}
