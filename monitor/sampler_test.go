@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"sluice/clock"
+	"sluice/internal/testutil"
 )
 
 const testInterval = 50 * time.Millisecond
@@ -79,22 +79,7 @@ func (f *fakeSource) seen() time.Time {
 }
 
 // syncBuffer is a log sink that Run's goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // start is a time with a millisecond fraction, so EndTimestamp checks catch
 // a truncation to seconds.

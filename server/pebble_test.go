@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,9 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // A real ACME server for the automatic-HTTPS tests: Debian's pebble (and
@@ -43,22 +43,7 @@ type pebbleOptions struct {
 }
 
 // syncBuffer collects a child process's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 // freePort returns a loopback TCP port nothing listens on right now, for
 // the listeners pebble must be told about before they exist.
