@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -169,4 +170,143 @@ func TestFastPathAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { _, _ = b.Inflight(), b.Depth() }); n != 0 {
 		t.Errorf("Inflight+Depth: %v allocs, want 0", n)
 	}
+}
+
+// TestFastPathAllocsClasses extends TestFastPathAllocs to the class API
+// and to the CoDel discipline, whose fast path must not read the clock or
+// allocate either.
+func TestFastPathAllocsClasses(t *testing.T) {
+	for _, d := range []Discipline{FIFO, CoDel} {
+		t.Run(d.String(), func(t *testing.T) {
+			b := NewWithOptions(Options{MaxConcurrent: 4, MaxDepth: 4, MaxWait: time.Second, Discipline: d,
+				ShedAt: [numClasses]float64{1, 0.8, 0.5}})
+			ctx := context.Background()
+			p, _ := b.TryAcquireClass(ClassSheddable) // warm the permit free list
+			p.Release()
+			for c := range Class(numClasses) {
+				if n := testing.AllocsPerRun(1000, func() {
+					p, ok := b.TryAcquireClass(c)
+					if !ok {
+						t.Fatal("TryAcquireClass failed")
+					}
+					p.Release()
+				}); n != 0 {
+					t.Errorf("TryAcquireClass(%v)+Release: %v allocs, want 0", c, n)
+				}
+				if n := testing.AllocsPerRun(1000, func() {
+					p, err := b.AcquireClass(ctx, c)
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.Release()
+				}); n != 0 {
+					t.Errorf("AcquireClass(%v)+Release: %v allocs, want 0", c, n)
+				}
+			}
+			if n := testing.AllocsPerRun(1000, func() {
+				_, _, _ = b.Limit(), b.DepthOf(ClassCritical), b.DepthOf(ClassSheddable)
+			}); n != 0 {
+				t.Errorf("Limit+DepthOf: %v allocs, want 0", n)
+			}
+		})
+	}
+}
+
+func TestNewWithOptions(t *testing.T) {
+	valid := Options{MaxConcurrent: 2, MaxDepth: 10, MaxWait: time.Second}
+	tests := []struct {
+		name      string
+		edit      func(*Options)
+		wantPanic string
+	}{
+		{name: "valid", edit: func(*Options) {}},
+		{name: "issue 9 defaults", edit: func(o *Options) { o.ShedAt = [numClasses]float64{1, 0.8, 0.5} }},
+		{name: "codel with defaults", edit: func(o *Options) { o.Discipline = CoDel }},
+		{name: "zero slots", edit: func(o *Options) { o.MaxConcurrent = 0 }, wantPanic: "MaxConcurrent must be >= 1, got 0"},
+		{name: "negative depth", edit: func(o *Options) { o.MaxDepth = -1 }, wantPanic: "MaxDepth must be >= 0, got -1"},
+		{name: "negative wait", edit: func(o *Options) { o.MaxWait = -1 }, wantPanic: "MaxWait must be >= 0, got -1ns"},
+		{name: "shed above 1", edit: func(o *Options) { o.ShedAt[ClassDefault] = 1.5 }, wantPanic: "ShedAt[default] must be in [0, 1], got 1.5"},
+		{name: "shed negative", edit: func(o *Options) { o.ShedAt[ClassSheddable] = -0.1 }, wantPanic: "ShedAt[sheddable] must be in [0, 1], got -0.1"},
+		{name: "shed NaN", edit: func(o *Options) { o.ShedAt[ClassCritical] = math.NaN() }, wantPanic: "ShedAt[critical] must be in [0, 1], got NaN"},
+		{name: "unknown discipline", edit: func(o *Options) { o.Discipline = 7 }, wantPanic: "unknown Discipline(7)"},
+		{name: "negative target", edit: func(o *Options) { o.Discipline, o.CoDelTarget = CoDel, -1 }, wantPanic: "CoDelTarget must be >= 0"},
+		{name: "negative interval", edit: func(o *Options) { o.Discipline, o.CoDelInterval = CoDel, -1 }, wantPanic: "CoDelInterval must be >= 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := valid
+			tt.edit(&o)
+			var b *Bulkhead
+			msg := panicOf(func() { b = NewWithOptions(o) })
+			if tt.wantPanic != "" {
+				if !strings.Contains(msg, tt.wantPanic) {
+					t.Fatalf("panic %q, want one containing %q", msg, tt.wantPanic)
+				}
+				return
+			}
+			if msg != "" {
+				t.Fatalf("unexpected panic: %s", msg)
+			}
+			if b.Limit() != o.MaxConcurrent || b.MaxConcurrent() != o.MaxConcurrent || b.MaxDepth() != o.MaxDepth || b.MaxWait() != o.MaxWait {
+				t.Errorf("getters: %d %d %d %v", b.Limit(), b.MaxConcurrent(), b.MaxDepth(), b.MaxWait())
+			}
+			if b.clk == nil {
+				t.Error("nil clock not defaulted to clock.Real()")
+			}
+			if o.Discipline == CoDel && (b.target != DefaultCoDelTarget || b.interval != DefaultCoDelInterval) {
+				t.Errorf("CoDel defaults: target %v interval %v", b.target, b.interval)
+			}
+		})
+	}
+}
+
+// TestShedDepth pins the threshold arithmetic, including fractions whose
+// float64 product lands just above a whole number.
+func TestShedDepth(t *testing.T) {
+	tests := []struct {
+		at       float64
+		maxDepth int
+		want     int
+	}{
+		{0, 10, 10}, // zero value: no shedding
+		{1, 10, 10},
+		{0.5, 10, 5},
+		{0.8, 10, 8},
+		{0.7, 10, 7}, // 0.7*10 == 7.000000000000001 in float64
+		{0.1, 30, 3}, // 0.1*30 == 3.0000000000000004
+		{0.5, 5, 3},  // refused at 3/5 = 60%, not at 2/5 = 40%
+		{0.8, 5, 4},
+		{0.01, 10, 1},
+		{0.5, 0, 0},
+		{0.5, 1, 1},
+	}
+	for _, tt := range tests {
+		if got := shedDepth(tt.at, tt.maxDepth); got != tt.want {
+			t.Errorf("shedDepth(%v, %d) = %d, want %d", tt.at, tt.maxDepth, got, tt.want)
+		}
+	}
+}
+
+func TestClassAndDisciplineNames(t *testing.T) {
+	for c, want := range map[Class]string{ClassCritical: "critical", ClassDefault: "default", ClassSheddable: "sheddable", 3: "Class(3)"} {
+		if got := c.String(); got != want {
+			t.Errorf("Class(%d).String() = %q, want %q", uint8(c), got, want)
+		}
+	}
+	for d, want := range map[Discipline]string{FIFO: "fifo", CoDel: "codel", 2: "Discipline(2)"} {
+		if got := d.String(); got != want {
+			t.Errorf("Discipline(%d).String() = %q, want %q", uint8(d), got, want)
+		}
+	}
+	b := New(1, 1, time.Second, nil)
+	if msg := panicOf(func() { b.AcquireClass(context.Background(), 3) }); msg != "bulkhead: invalid Class(3)" {
+		t.Errorf("AcquireClass(3): panic %q", msg)
+	}
+	if msg := panicOf(func() { b.TryAcquireClass(3) }); msg != "bulkhead: invalid Class(3)" {
+		t.Errorf("TryAcquireClass(3): panic %q", msg)
+	}
+	if msg := panicOf(func() { b.SetLimit(0) }); !strings.Contains(msg, "must be >= 1") {
+		t.Errorf("SetLimit(0): panic %q", msg)
+	}
+	assertDrained(t, b)
 }

@@ -21,10 +21,11 @@ type permitState struct {
 	next *permitState // free list link, guarded by b.mu
 }
 
-// Release gives the slot back: to the head waiter if one is queued, else
-// to the pool. A second Release of the same permit panics before touching
-// any count; Release never blocks beyond the bulkhead's short critical
-// section.
+// Release gives the slot back: to the next waiter if one is queued (by
+// class, then discipline), else to the pool, or nowhere while a limit
+// lowered by SetLimit drains. A second Release of the same permit panics
+// before touching any count; Release never blocks beyond the bulkhead's
+// short critical section.
 func (p Permit) Release() {
 	s := p.s
 	if s == nil {

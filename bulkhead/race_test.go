@@ -3,6 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,312 @@ func assertDrained(t testing.TB, b *Bulkhead) {
 	}
 	if b.Inflight() != 0 {
 		t.Fatalf("inflight %d after releasing everything", b.Inflight())
+	}
+}
+
+// forceOverload puts b's CoDel controller in the overloaded state, as
+// after a standing interval, with the last refusal 1ms ago.
+func forceOverload(b *Bulkhead) {
+	b.mu.Lock()
+	b.overloaded, b.firstAbove, b.lastDrop = true, time.Time{}, b.clk.Now().Add(-time.Millisecond)
+	b.mu.Unlock()
+}
+
+// queueAt pushes a waiter of class c enqueued at `at`, as AcquireClass
+// would, for tests that arrange the queue by hand.
+func queueAt(b *Bulkhead, c Class, at time.Time) *waiter {
+	w := b.waiters.Get().(*waiter)
+	w.class, w.enqueued = c, at
+	b.mu.Lock()
+	b.pushLocked(w)
+	b.mu.Unlock()
+	return w
+}
+
+// TestSettleClassesAndCoDel extends TestSettleGrantVersusCancel to several
+// lists, LIFO and drops: whatever decided for the waiter while it woke (a
+// grant by Release or SetLimit, a CoDel drop), settle must leave every
+// slot with exactly one owner: a slot passed on goes to the waiter a
+// Release would pick (by class, then discipline), or back to the pool, or
+// is retired if the limit was lowered meanwhile; a dropped waiter never
+// holds one.
+func TestSettleClassesAndCoDel(t *testing.T) {
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	t0 := time.Unix(0, 0)
+	const target = 5 * time.Millisecond
+	type arrival struct {
+		name  string
+		class Class
+		at    time.Duration // enqueue time after t0
+	}
+	tests := []struct {
+		name       string
+		codel      bool
+		overloaded bool          // set before the grant (CoDel only)
+		now        time.Duration // clock at the grant, after t0
+		queue      []arrival     // w is the one named "w"
+		meanwhile  string        // "grant" (Release), "set-limit" (2 -> SetLimit(2)), "drop"
+		lowerTo    int           // SetLimit(lowerTo) after the grant, before w settles (0: no)
+		ctxDone    bool
+
+		wantErr      error
+		wantInflight int
+		wantGranted  string // the other waiter that holds a slot after settle ("" = none)
+		wantDropped  []string
+	}{
+		{name: "fifo/granted critical, ctx: slot to the default, not the older sheddable",
+			queue:     []arrival{{"w", ClassCritical, 0}, {"s", ClassSheddable, 0}, {"d", ClassDefault, 1}},
+			meanwhile: "grant", ctxDone: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "d"},
+		{name: "fifo/granted critical, timer: kept",
+			queue:     []arrival{{"w", ClassCritical, 0}, {"s", ClassSheddable, 0}},
+			meanwhile: "grant", wantInflight: 1},
+		{name: "fifo/granted by SetLimit, ctx: slot to the next by class",
+			queue:     []arrival{{"w", ClassCritical, 0}, {"s", ClassSheddable, 0}, {"d", ClassDefault, 1}},
+			meanwhile: "set-limit", ctxDone: true, wantErr: context.Canceled, wantInflight: 2, wantGranted: "d"},
+		{name: "fifo/granted, limit lowered, ctx: slot retired, not passed on",
+			queue:     []arrival{{"w", ClassDefault, 0}, {"d", ClassDefault, 1}},
+			meanwhile: "set-limit", lowerTo: 1, ctxDone: true, wantErr: context.Canceled, wantInflight: 1},
+		{name: "codel/LIFO granted newest, ctx: slot to the next newest",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"o1", ClassDefault, 0}, {"o2", ClassDefault, 2 * time.Millisecond}, {"o3", ClassDefault, 3 * time.Millisecond}, {"w", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "grant", ctxDone: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "o3", wantDropped: []string{"o1"}},
+		{name: "codel/LIFO granted critical, ctx: slot to the newest default, stale sheddable dropped",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"s", ClassSheddable, 0}, {"d1", ClassDefault, 2 * time.Millisecond}, {"d2", ClassDefault, 3 * time.Millisecond}, {"w", ClassCritical, 4 * time.Millisecond}},
+			meanwhile: "grant", ctxDone: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "d2", wantDropped: []string{"s"}},
+		{name: "codel/LIFO granted, ctx, everyone else stale: slot to the pool",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"o", ClassDefault, 0}, {"w", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "grant", ctxDone: true, wantErr: context.Canceled, wantInflight: 0, wantDropped: []string{"o"}},
+		{name: "codel/dropped, timer: ErrTimeout, the slot went to the fresh waiter",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"w", ClassDefault, 0}, {"f", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "drop", wantErr: ErrTimeout, wantInflight: 1, wantGranted: "f"},
+		{name: "codel/dropped, ctx: ctx.Err(), slot to the pool",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"w", ClassCritical, 0}},
+			meanwhile: "drop", ctxDone: true, wantErr: context.Canceled, wantInflight: 0},
+		{name: "codel/queued, timer: ErrTimeout, a refusal that extends the overload",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:   []arrival{{"w", ClassDefault, 4 * time.Millisecond}},
+			wantErr: ErrTimeout, wantInflight: 1},
+		{name: "codel/queued, ctx: unlinks itself; the queue empties, the overload goes on",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:   []arrival{{"w", ClassDefault, 4 * time.Millisecond}},
+			ctxDone: true, wantErr: context.Canceled, wantInflight: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := clock.NewFake(t0)
+			o := Options{MaxConcurrent: 1, MaxDepth: 8, MaxWait: time.Second, Clock: fake}
+			if tt.codel {
+				o.Discipline, o.CoDelTarget, o.CoDelInterval = CoDel, target, 20*time.Millisecond
+			}
+			b := NewWithOptions(o)
+			b.testingOnGrant = func(inflight, limit int) {
+				if inflight > limit {
+					t.Errorf("granted with inflight %d over limit %d", inflight, limit)
+				}
+			}
+			hold, ok := b.TryAcquire()
+			if !ok {
+				t.Fatal("TryAcquire on an empty bulkhead failed")
+			}
+			waiters := map[string]*waiter{}
+			for _, a := range tt.queue {
+				waiters[a.name] = queueAt(b, a.class, t0.Add(a.at))
+			}
+			w := waiters["w"]
+			fake.Advance(tt.now)
+			if tt.overloaded {
+				forceOverload(b)
+			}
+
+			held := []Permit{}
+			switch tt.meanwhile {
+			case "grant", "drop":
+				hold.Release()
+			case "set-limit":
+				b.SetLimit(2)
+				held = append(held, hold)
+			default:
+				held = append(held, hold)
+			}
+			if tt.lowerTo > 0 {
+				b.SetLimit(tt.lowerTo)
+			}
+			ctx := context.Background()
+			if tt.ctxDone {
+				ctx = canceled
+			}
+			p, err := b.settle(ctx, w, false)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("settle: err %v, want %v", err, tt.wantErr)
+			}
+			if (err == nil) != (p != Permit{}) {
+				t.Fatalf("settle: permit %v with err %v", p, err)
+			}
+			if p != (Permit{}) {
+				held = append(held, p)
+			}
+
+			b.mu.Lock()
+			checkInvariantsLocked(t, b)
+			var granted string
+			var dropped []string
+			for _, a := range tt.queue {
+				if a.name == "w" {
+					continue
+				}
+				switch waiters[a.name].state {
+				case waitGranted:
+					if granted != "" {
+						t.Errorf("both %s and %s granted", granted, a.name)
+					}
+					granted = a.name
+					held = append(held, waiters[a.name].permit)
+				case waitDropped:
+					dropped = append(dropped, a.name)
+				}
+			}
+			if tt.overloaded {
+				if !b.overloaded {
+					t.Error("overload ended within its interval")
+				}
+				// A drop or a timeout is a refusal and moves the last
+				// refusal to now; a grant or a cancel leaves it.
+				refused := len(dropped) > 0 || tt.meanwhile == "drop" || errors.Is(err, ErrTimeout)
+				if got := b.lastDrop.Equal(fake.Now()); got != refused {
+					t.Errorf("last refusal %v at %v; refusals %v", b.lastDrop, fake.Now(), refused)
+				}
+			}
+			b.mu.Unlock()
+			if got := b.Inflight(); got != tt.wantInflight {
+				t.Errorf("inflight %d, want %d", got, tt.wantInflight)
+			}
+			if granted != tt.wantGranted {
+				t.Errorf("granted %q, want %q", granted, tt.wantGranted)
+			}
+			if !slices.Equal(dropped, tt.wantDropped) {
+				t.Errorf("dropped %q, want %q", dropped, tt.wantDropped)
+			}
+			if len(held) != tt.wantInflight {
+				t.Errorf("%d permits held, inflight %d: a slot lost or counted twice", len(held), tt.wantInflight)
+			}
+
+			// Unwind: settle every other waiter as its goroutine would
+			// (the granted ones keep their permit, the rest cancel), then
+			// release everything held; the count must come back to zero
+			// with exactly the limit takeable.
+			for _, a := range tt.queue {
+				if a.name == "w" {
+					continue
+				}
+				ctx := canceled
+				if waiters[a.name].state == waitGranted {
+					ctx = context.Background()
+				}
+				if _, err := b.settle(ctx, waiters[a.name], false); err == nil {
+					continue // its permit is in held already
+				}
+			}
+			for _, p := range held {
+				p.Release()
+			}
+			assertDrained(t, b)
+		})
+	}
+}
+
+func goAcquireClass(b *Bulkhead, ctx context.Context, c Class) <-chan acquireResult {
+	ch := make(chan acquireResult, 1)
+	go func() {
+		p, err := b.AcquireClass(ctx, c)
+		ch <- acquireResult{p, err}
+	}()
+	return ch
+}
+
+// TestGrantAndCancelTogetherClasses forces the grant-versus-cancel race
+// end to end with several lists and with CoDel's LIFO: the waiter A that a
+// Release picks is canceled before its select runs. Whichever case the
+// select takes, A returns context.Canceled and its slot goes on to the
+// waiter a Release would pick next: by class under FIFO, and the newest
+// under LIFO, never to two waiters and never lost.
+func TestGrantAndCancelTogetherClasses(t *testing.T) {
+	tests := []struct {
+		name   string
+		codel  bool
+		aClass Class
+		others []Class // queued before A, in order; the last one of the winning class wins
+		want   int     // index in others of the waiter that gets A's slot
+	}{
+		{name: "fifo/critical A, slot to the default, not the older sheddable",
+			aClass: ClassCritical, others: []Class{ClassSheddable, ClassDefault, ClassDefault}, want: 1},
+		{name: "codel LIFO/default A, slot to the newest default",
+			codel: true, aClass: ClassDefault, others: []Class{ClassDefault, ClassDefault, ClassSheddable}, want: 1},
+		{name: "codel LIFO/critical A, slot to the newest critical",
+			codel: true, aClass: ClassCritical, others: []Class{ClassCritical, ClassDefault, ClassCritical}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 100 {
+				fake := clock.NewFake(time.Unix(0, 0))
+				o := Options{MaxConcurrent: 1, MaxDepth: 8, MaxWait: time.Second, Clock: fake}
+				if tt.codel {
+					o.Discipline = CoDel
+				}
+				b := NewWithOptions(o)
+				b.testingOnGrant = func(inflight, limit int) {
+					if inflight > limit {
+						t.Errorf("granted with inflight %d over limit %d", inflight, limit)
+					}
+				}
+				hold, _ := b.TryAcquire()
+				var results []<-chan acquireResult
+				var ctxs []*hookCtx
+				for _, c := range tt.others {
+					ctx := newHookCtx()
+					close(ctx.proceed)
+					results = append(results, goAcquireClass(b, ctx, c))
+					<-ctx.entered
+					ctxs = append(ctxs, ctx)
+				}
+				a := newHookCtx()
+				resA := goAcquireClass(b, a, tt.aClass)
+				<-a.entered
+				if tt.codel {
+					// Overloaded, as the detector would have it after a
+					// standing interval; nobody is stale (time stands).
+					forceOverload(b)
+				}
+
+				hold.Release() // A is the pick: granted
+				close(a.done)  // and canceled, before it looks
+				close(a.proceed)
+
+				if r := <-resA; !errors.Is(r.err, context.Canceled) || r.p != (Permit{}) {
+					t.Fatalf("A: %v, %v; want context.Canceled and no permit", r.p, r.err)
+				}
+				r := <-results[tt.want]
+				if r.err != nil {
+					t.Fatalf("waiter %d: %v; want the slot A passed on", tt.want, r.err)
+				}
+				if b.Inflight() != 1 || b.Depth() != len(tt.others)-1 {
+					t.Fatalf("inflight %d depth %d after the pass-on", b.Inflight(), b.Depth())
+				}
+				for i, ctx := range ctxs {
+					if i != tt.want {
+						close(ctx.done)
+						if r := <-results[i]; !errors.Is(r.err, context.Canceled) {
+							t.Fatalf("waiter %d: %v, want context.Canceled (still queued)", i, r.err)
+						}
+					}
+				}
+				r.p.Release()
+				assertDrained(t, b)
+			}
+		})
 	}
 }

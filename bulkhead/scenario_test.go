@@ -26,16 +26,27 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // Commands (every one settles before printing: each acquire it ends has
 // returned and reported):
 //
-//	init max=N depth=N wait=DUR   a new bulkhead on a fake clock at +0s (wait > 0)
-//	acquire id=X [ctx=done]       Acquire in a goroutine; returns once it has
-//	                              returned or is queued with its timer armed
-//	try id=X                      TryAcquire
+//	init max=N depth=N wait=DUR   a new bulkhead on a fake clock at +0s (wait > 0),
+//	     [shed=C,D,S]             made by New, or by NewWithOptions if any of
+//	     [discipline=fifo|codel]  shed (Options.ShedAt, critical,default,sheddable),
+//	     [target=DUR] [interval=DUR]  discipline, target or interval is given
+//	acquire id=X [class=C]        Acquire (AcquireClass if class is given) in a
+//	        [ctx=done]            goroutine; returns once it has returned or is
+//	                              queued with its timer armed (under CoDel,
+//	                              whose bound is printed)
+//	try id=X [class=C]            TryAcquire (TryAcquireClass)
 //	cancel id=X                   cancel X's context
 //	advance DUR                   move the fake clock on, firing due timers
 //	release id=X                  release X's permit (a panic is printed)
+//	set-limit n=N                 SetLimit
 //	close                         Close
-//	print                         counts, the queue from head to tail, and
+//	print                         counts, the queue (classes highest first,
+//	                              each from head (oldest) to tail; non-default
+//	                              names carry their class), the limit once
+//	                              set-limit was used, the CoDel state, and
 //	                              every acquire's state
+//
+// Every grant is checked, as it is made, against the limit at that moment.
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "testdata", "bulkhead", "*.txt"))
 	if err != nil {
@@ -169,6 +180,8 @@ type harness struct {
 	order   []*acq
 	names   map[*waiter]string // queued waiter -> acquire id, recorded as each queues
 	results chan acqResult
+	// limitSet: set-limit was used since init, so print shows the limit.
+	limitSet bool
 }
 
 func (h *harness) cleanup() {
@@ -229,15 +242,55 @@ func (h *harness) run(where, line string) (out []string) {
 		h.cleanup()
 		h.epoch = time.Unix(1_700_000_000, 0)
 		h.clk = armClock{Fake: clock.NewFake(h.epoch), armed: make(chan time.Time, 1)}
-		h.b = New(num("max"), num("depth"), dur(args["wait"]), h.clk)
+		var extra string
+		if args["shed"] == "" && args["discipline"] == "" && args["target"] == "" && args["interval"] == "" {
+			h.b = New(num("max"), num("depth"), dur(args["wait"]), h.clk)
+		} else {
+			o := Options{MaxConcurrent: num("max"), MaxDepth: num("depth"), MaxWait: dur(args["wait"]), Clock: h.clk}
+			if v := args["shed"]; v != "" {
+				parts := strings.Split(v, ",")
+				if len(parts) != numClasses {
+					h.t.Fatalf("%s: shed=critical,default,sheddable", where)
+				}
+				for c, f := range parts {
+					if _, err := fmt.Sscan(f, &o.ShedAt[c]); err != nil {
+						h.t.Fatalf("%s: shed: %v", where, err)
+					}
+				}
+				extra += " shed=" + v
+			}
+			switch args["discipline"] {
+			case "", "fifo":
+			case "codel":
+				o.Discipline = CoDel
+			default:
+				h.t.Fatalf("%s: discipline=fifo|codel", where)
+			}
+			if v := args["target"]; v != "" {
+				o.CoDelTarget = dur(v)
+			}
+			if v := args["interval"]; v != "" {
+				o.CoDelInterval = dur(v)
+			}
+			h.b = NewWithOptions(o)
+			if h.b.codel {
+				extra += fmt.Sprintf(" discipline=codel target=%v interval=%v", h.b.target, h.b.interval)
+			}
+		}
 		if h.b.MaxWait() <= 0 {
 			h.t.Fatalf("%s: scenarios need wait > 0 to see a waiter queue", where)
+		}
+		h.b.testingOnGrant = func(inflight, limit int) {
+			if inflight > limit {
+				h.t.Errorf("%s: granted a slot with inflight %d over limit %d", where, inflight, limit)
+			}
 		}
 		h.acqs, h.order = map[string]*acq{}, nil
 		h.names = map[*waiter]string{}
 		h.results = make(chan acqResult)
-		return []string{fmt.Sprintf("max_concurrent=%d max_depth=%d max_wait=%v",
-			h.b.MaxConcurrent(), h.b.MaxDepth(), h.b.MaxWait())}
+		h.limitSet = false
+		return []string{fmt.Sprintf("max_concurrent=%d max_depth=%d max_wait=%v%s",
+			h.b.MaxConcurrent(), h.b.MaxDepth(), h.b.MaxWait(), extra)}
 	case "acquire":
 		a := h.newAcq(where, args["id"])
 		ctx, cancel := context.WithCancel(context.Background())
@@ -247,8 +300,15 @@ func (h *harness) run(where, line string) (out []string) {
 			a.canceled = true
 		}
 		a.pending = true
+		class, hasClass := h.class(where, args)
 		go func() {
-			p, err := h.b.Acquire(ctx)
+			var p Permit
+			var err error
+			if hasClass {
+				p, err = h.b.AcquireClass(ctx, class)
+			} else {
+				p, err = h.b.Acquire(ctx)
+			}
 			h.results <- acqResult{id: a.id, permit: p, err: err, end: h.clk.Now()}
 		}()
 		select {
@@ -256,16 +316,26 @@ func (h *harness) run(where, line string) (out []string) {
 			h.record(r)
 			return []string{h.describe(a)}
 		case a.deadline = <-h.clk.armed:
-			// Queued: it is the tail, and its timer runs from now.
+			// Queued: it is the tail of its class, and its timer runs from now.
 			h.b.mu.Lock()
-			h.names[h.b.tail] = a.id
+			h.names[h.b.queues[class].tail] = a.id
 			h.b.mu.Unlock()
-			return []string{fmt.Sprintf("%s: queued (depth=%d)", a.id, h.b.Depth())}
+			line := fmt.Sprintf("%s: queued (depth=%d)", a.id, h.b.Depth())
+			if h.b.codel { // the bound depends on the mode: show it
+				line += fmt.Sprintf(" wait<=%v", a.deadline.Sub(a.start))
+			}
+			return []string{line}
 		}
 	case "try":
 		a := h.newAcq(where, args["id"])
 		a.try = true
-		p, ok := h.b.TryAcquire()
+		var p Permit
+		var ok bool
+		if class, hasClass := h.class(where, args); hasClass {
+			p, ok = h.b.TryAcquireClass(class)
+		} else {
+			p, ok = h.b.TryAcquire()
+		}
 		a.end = h.clk.Now()
 		if ok {
 			a.permit = p
@@ -298,6 +368,11 @@ func (h *harness) run(where, line string) (out []string) {
 		}
 		out = append(out, h.settle()...)
 		return append(out, fmt.Sprintf("inflight=%d depth=%d", h.b.Inflight(), h.b.Depth()))
+	case "set-limit":
+		h.b.SetLimit(num("n"))
+		h.limitSet = true
+		out = h.settle()
+		return append(out, fmt.Sprintf("limit=%d inflight=%d depth=%d", h.b.Limit(), h.b.Inflight(), h.b.Depth()))
 	case "close":
 		h.b.Close()
 		return append([]string{"closed"}, h.settle()...)
@@ -309,6 +384,22 @@ func (h *harness) run(where, line string) (out []string) {
 }
 
 var errTryRefused = errors.New("refused")
+
+// class returns the class=C argument (ClassDefault if absent) and whether
+// it was given.
+func (h *harness) class(where string, args map[string]string) (Class, bool) {
+	v, ok := args["class"]
+	if !ok {
+		return ClassDefault, false
+	}
+	for c := range Class(numClasses) {
+		if c.String() == v {
+			return c, true
+		}
+	}
+	h.t.Fatalf("%s: class=%q: want critical, default or sheddable", where, v)
+	return 0, false
+}
 
 func (h *harness) newAcq(where, id string) *acq {
 	if id == "" || h.acqs[id] != nil {
@@ -395,15 +486,34 @@ func (h *harness) print() []string {
 	h.b.mu.Lock()
 	checkInvariantsLocked(h.t, h.b)
 	var q []string
-	for w := h.b.head; w != nil; w = w.next {
-		name, ok := h.names[w]
-		if !ok {
-			name = "?"
+	for c := range h.b.queues {
+		for w := h.b.queues[c].head; w != nil; w = w.next {
+			name, ok := h.names[w]
+			if !ok {
+				name = "?"
+			}
+			if w.class != ClassDefault {
+				name += ":" + w.class.String()
+			}
+			q = append(q, name)
 		}
-		q = append(q, name)
+	}
+	line := fmt.Sprintf("inflight=%d depth=%d queue=[%s]", h.b.Inflight(), h.b.Depth(), strings.Join(q, " "))
+	if h.limitSet {
+		line += fmt.Sprintf(" limit=%d", h.b.Limit())
+	}
+	if h.b.codel {
+		switch {
+		case h.b.overloaded:
+			line += fmt.Sprintf(" codel=overloaded(last refusal +%v)", h.b.lastDrop.Sub(h.epoch))
+		case !h.b.firstAbove.IsZero():
+			line += fmt.Sprintf(" codel=fifo(above since +%v)", h.b.firstAbove.Sub(h.epoch))
+		default:
+			line += " codel=fifo"
+		}
 	}
 	h.b.mu.Unlock()
-	out := []string{fmt.Sprintf("inflight=%d depth=%d queue=[%s]", h.b.Inflight(), h.b.Depth(), strings.Join(q, " "))}
+	out := []string{line}
 	for _, a := range h.order {
 		out = append(out, h.describe(a))
 	}
@@ -422,35 +532,58 @@ func panicOf(f func()) (msg string) {
 }
 
 // checkInvariantsLocked checks what must hold whenever b.mu is free: the
-// counts match the list, the mirrors match the counts, and the queue is
-// non-empty only while every slot is held.
+// lists are well linked and in enqueue order, the counts match the lists,
+// the mirrors match the counts, the queue is non-empty only while every
+// slot is held, and the CoDel state is consistent.
+// (Inflight may exceed the limit after SetLimit lowered it; that a grant
+// never exceeds it is checked at each grant, through testingOnGrant.)
 func checkInvariantsLocked(t testing.TB, b *Bulkhead) {
 	t.Helper()
-	n := 0
-	var prev *waiter
-	for w := b.head; w != nil; w = w.next {
-		if w.prev != prev || w.state != waitQueued {
-			t.Errorf("queue corrupt at waiter %d: prev link or state %d", n, w.state)
+	total := 0
+	for c := range b.queues {
+		q := &b.queues[c]
+		n := 0
+		var prev *waiter
+		for w := q.head; w != nil; w = w.next {
+			if w.prev != prev || w.state != waitQueued || w.class != Class(c) {
+				t.Errorf("%v queue corrupt at waiter %d: prev link, state %d or class %v", Class(c), n, w.state, w.class)
+			}
+			if prev != nil && w.enqueued.Before(prev.enqueued) {
+				t.Errorf("%v queue out of enqueue order at waiter %d", Class(c), n)
+			}
+			prev = w
+			n++
 		}
-		prev = w
-		n++
+		if prev != q.tail {
+			t.Errorf("%v: tail does not end the list", Class(c))
+		}
+		if n != q.n || int64(n) != b.classDepthMirror[c].Load() {
+			t.Errorf("%v: depth %d, mirror %d, list holds %d", Class(c), q.n, b.classDepthMirror[c].Load(), n)
+		}
+		total += n
 	}
-	if prev != b.tail {
-		t.Errorf("tail does not end the list")
-	}
-	if n != b.depth || int64(n) != b.depthMirror.Load() {
-		t.Errorf("depth %d, mirror %d, list holds %d", b.depth, b.depthMirror.Load(), n)
+	if total != b.depth || int64(total) != b.depthMirror.Load() {
+		t.Errorf("depth %d, mirror %d, lists hold %d", b.depth, b.depthMirror.Load(), total)
 	}
 	if int64(b.inflight) != b.inflightMirror.Load() {
 		t.Errorf("inflight %d, mirror %d", b.inflight, b.inflightMirror.Load())
 	}
-	if b.inflight < 0 || b.inflight > b.maxConcurrent {
-		t.Errorf("inflight %d out of [0, %d]", b.inflight, b.maxConcurrent)
+	if int64(b.limit) != b.limitMirror.Load() || b.limit < 1 {
+		t.Errorf("limit %d, mirror %d", b.limit, b.limitMirror.Load())
 	}
-	if n > 0 && b.inflight != b.maxConcurrent {
-		t.Errorf("%d waiters queued with only %d of %d slots held", n, b.inflight, b.maxConcurrent)
+	if b.inflight < 0 {
+		t.Errorf("inflight %d < 0", b.inflight)
 	}
-	if n > b.maxDepth {
-		t.Errorf("depth %d over max %d", n, b.maxDepth)
+	if total > 0 && b.inflight < b.limit {
+		t.Errorf("%d waiters queued with only %d of %d slots held", total, b.inflight, b.limit)
+	}
+	if total > b.maxDepth {
+		t.Errorf("depth %d over max %d", total, b.maxDepth)
+	}
+	if (b.overloaded || !b.firstAbove.IsZero()) && !b.codel {
+		t.Errorf("CoDel state (overloaded %v, first above %v) under FIFO", b.overloaded, b.firstAbove)
+	}
+	if b.overloaded && !b.firstAbove.IsZero() {
+		t.Errorf("an episode (first above %v) while overloaded", b.firstAbove)
 	}
 }

@@ -6,67 +6,100 @@ import (
 )
 
 // waitState is where a queued Acquire stands. Only a holder of b.mu moves
-// it, and only away from waitQueued: once a grant or Close has decided for
-// a waiter, nothing decides again.
+// it, and only away from waitQueued: once a grant, Close or a CoDel drop
+// has decided for a waiter, nothing decides again.
 type waitState uint8
 
 const (
 	waitQueued  waitState = iota // in the queue, undecided
-	waitGranted                  // a Release handed it a slot: w.permit holds it
+	waitGranted                  // a Release or SetLimit handed it a slot: w.permit holds it
 	waitClosed                   // Close failed it
+	waitDropped                  // CoDel dropped it at dequeue: its sojourn exceeded the target
 )
 
-// waiter is one queued Acquire, an intrusive node of the FIFO queue.
+// waiter is one queued Acquire, an intrusive node of its class's list.
 type waiter struct {
-	prev, next *waiter   // queue links, guarded by b.mu
+	prev, next *waiter   // list links, guarded by b.mu
 	state      waitState // guarded by b.mu
-	permit     Permit    // the slot handed over, set with waitGranted
-	// ready carries one token when a grant or Close moves state away from
-	// waitQueued. The send happens under b.mu after the state is written,
-	// so whoever receives the token may read state and permit without the
-	// lock; the buffer of 1 means the sender never blocks under the lock.
+	class      Class     // the list it is queued in; set before it is pushed
+	// enqueued is when it queued (CoDel only: the start of its sojourn),
+	// guarded by b.mu.
+	enqueued time.Time
+	// maxWait bounds its wait (0 = none): max_wait, or the CoDel target
+	// under overload. Set under b.mu before it is pushed, read by its own
+	// goroutine.
+	maxWait time.Duration
+	permit  Permit // the slot handed over, set with waitGranted
+	// ready carries one token when a grant, Close or drop moves state away
+	// from waitQueued. The send happens under b.mu after the state is
+	// written, so whoever receives the token may read state and permit
+	// without the lock; the buffer of 1 means the sender never blocks
+	// under the lock.
 	ready chan struct{}
 }
 
-// pushLocked appends w to the tail of the queue.
+// waitList is the FIFO list of one class's waiters, oldest at the head.
+// CoDel's LIFO serves from the tail of the same list, so one list serves
+// both orders and enqueue order is always head to tail.
+type waitList struct {
+	head, tail *waiter
+	n          int // waiters in the list
+}
+
+// pushLocked appends w to the tail of its class's list.
 func (b *Bulkhead) pushLocked(w *waiter) {
+	q := &b.queues[w.class]
 	w.state = waitQueued
-	w.prev, w.next = b.tail, nil
-	if b.tail != nil {
-		b.tail.next = w
+	w.prev, w.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.next = w
 	} else {
-		b.head = w
+		q.head = w
 	}
-	b.tail = w
+	q.tail = w
+	q.n++
+	b.classDepthMirror[w.class].Store(int64(q.n))
 	b.depth++
 	b.depthMirror.Store(int64(b.depth))
 }
 
 // removeLocked unlinks w, which must be queued, wherever it stands.
 func (b *Bulkhead) removeLocked(w *waiter) {
+	q := &b.queues[w.class]
 	if w.prev != nil {
 		w.prev.next = w.next
 	} else {
-		b.head = w.next
+		q.head = w.next
 	}
 	if w.next != nil {
 		w.next.prev = w.prev
 	} else {
-		b.tail = w.prev
+		q.tail = w.prev
 	}
 	w.prev, w.next = nil, nil
+	q.n--
+	b.classDepthMirror[w.class].Store(int64(q.n))
 	b.depth--
 	b.depthMirror.Store(int64(b.depth))
 }
 
+// decideLocked moves an unlinked waiter from waitQueued to state and
+// wakes it. The send cannot block: the buffer holds 1 and a waiter is
+// decided once.
+func (b *Bulkhead) decideLocked(w *waiter, state waitState) {
+	w.state = state
+	w.ready <- struct{}{}
+}
+
 // wait blocks the queued waiter w until it is granted a slot, failed by
-// Close, its ctx is done or max_wait passes, then settles the outcome. The
-// timer is armed only here, once queuing is certain.
+// Close or a CoDel drop, its ctx is done or its wait bound passes, then
+// settles the outcome. The timer is armed only here, once queuing is
+// certain.
 func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 	var expired <-chan time.Time
 	var stop func() bool
-	if b.maxWait > 0 {
-		t := b.clk.NewTimer(b.maxWait)
+	if w.maxWait > 0 {
+		t := b.clk.NewTimer(w.maxWait)
 		expired, stop = t.C(), t.Stop
 	}
 	woken := false
@@ -87,26 +120,32 @@ func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 //
 // The grant-versus-cancel race is settled here, under the lock. Between
 // the moment ctx is done or the timer fires and the moment the waiter
-// gets the lock, a Release may have handed it a slot (state waitGranted,
-// inflight counting the slot as ours). Dropping that slot would leak it
-// forever; taking it after the caller gave up would hold it for nobody.
-// So:
+// gets the lock, a Release (or SetLimit) may have handed it a slot (state
+// waitGranted, inflight counting the slot as ours). Dropping that slot
+// would leak it forever; taking it after the caller gave up would hold it
+// for nobody. So:
 //
 //   - still waitQueued: nobody decided for us. We unlink ourselves now, so
-//     depth drops at once and no later Release can pick us, and fail with
+//     depth drops at once and no later grant can pick us, and fail with
 //     ctx.Err(), or ErrTimeout if it was the timer.
 //   - waitGranted and ctx done: the caller is gone. We pass the slot on
-//     exactly as Release would (to the next waiter, or back to the pool)
-//     and return ctx.Err(). This holds even if the grant's token is what
-//     woke us: a done ctx wins, so a canceled caller never holds a slot it
-//     could see is useless.
+//     exactly as Release would (to the next waiter by class and
+//     discipline, or back to the pool, or retired if the limit was
+//     lowered) and return ctx.Err(). This holds even if the grant's token
+//     is what woke us: a done ctx wins, so a canceled caller never holds a
+//     slot it could see is useless.
 //   - waitGranted, ctx not done: the slot is ours and we keep it, even if
-//     max_wait has also passed: refusing it would only waste capacity
-//     someone else is queued for.
+//     the wait bound has also passed: refusing it would only waste
+//     capacity someone else is queued for.
 //   - waitClosed: ErrClosed (ctx.Err() if ctx is done).
+//   - waitDropped: ErrTimeout (ctx.Err() if ctx is done). A drop never
+//     carries a slot: the dropper unlinked us and went on to the next
+//     waiter with the slot in hand.
 //
-// Since grant, Close and this function all move state only under b.mu and
-// only away from waitQueued, a slot is neither lost nor granted twice.
+// Since grant, Close, drop and this function all move state only under
+// b.mu and only away from waitQueued, and only the lock holder that
+// unlinks a waiter decides for it, a slot is neither lost nor granted
+// twice, whichever list and end it was taken from.
 func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, error) {
 	ctxErr := ctx.Err() // one snapshot: the outcome is decided on it, not on a later look
 	var p Permit
@@ -119,6 +158,7 @@ func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, e
 		err = ctxErr
 		if err == nil {
 			err = ErrTimeout
+			b.timedOutLocked()
 		}
 	case state == waitGranted && ctxErr != nil:
 		s := w.permit.s
@@ -127,6 +167,11 @@ func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, e
 		err = ctxErr
 	case state == waitGranted:
 		p = w.permit
+	case state == waitDropped:
+		err = ctxErr
+		if err == nil {
+			err = ErrTimeout
+		}
 	default: // waitClosed
 		err = ctxErr
 		if err == nil {
