@@ -207,6 +207,33 @@ type Route struct {
 	// Queue is the bounded wait queue in front of the bulkhead. Only valid
 	// with a bulkhead.
 	Queue Queue `yaml:"queue"`
+	// Priority classes the route's requests for the queue: higher classes
+	// are served first and lower ones shed earlier. Omitted = every request
+	// is "default" and only a full queue refuses. Needs a bulkhead.
+	Priority *Priority `yaml:"priority"`
+}
+
+// Priority sets the class of a route's requests (Google SRE's criticality).
+type Priority struct {
+	// Class is the route's class: critical, default or sheddable. Default "default".
+	Class string `yaml:"class"`
+	// Header, if set, names a request header whose value (critical, default
+	// or sheddable) overrides Class. It is trusted only on routes that name
+	// it; an absent or unknown value means Class. Default "" (no header).
+	Header string `yaml:"header"`
+	// ShedAt is the queue usage (depth ÷ max_depth) at which each class is
+	// refused with queue_full instead of queued.
+	ShedAt ShedAt `yaml:"shed_at"`
+}
+
+// ShedAt holds the queue usage at which each class is shed.
+type ShedAt struct {
+	// Critical: default 1.0 (refused only when the queue is full).
+	Critical float64 `yaml:"critical"`
+	// Default: default 0.8.
+	Default float64 `yaml:"default"`
+	// Sheddable: default 0.5.
+	Sheddable float64 `yaml:"sheddable"`
 }
 
 // Match selects requests for a route. All given conditions must hold.
@@ -244,8 +271,25 @@ type RateLimit struct {
 
 // Bulkhead caps concurrency to the upstream.
 type Bulkhead struct {
-	// MaxConcurrent is the most requests in flight to the upstream. Default 50.
+	// MaxConcurrent is the most requests in flight to the upstream (with
+	// adaptive: the starting limit). Default 50.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// Adaptive lets the limit follow the upstream's measured latency, so
+	// nobody has to hand-tune max_concurrent. Omitted = a fixed limit.
+	Adaptive *Adaptive `yaml:"adaptive"`
+}
+
+// Adaptive configures an adaptive concurrency limit (Netflix
+// concurrency-limits, Envoy's adaptive concurrency filter).
+type Adaptive struct {
+	// Algorithm is gradient2 (follows the ratio of long- to short-term
+	// latency) or aimd (additive increase, multiplicative decrease on
+	// timeouts, overload answers and latency spikes). Default gradient2.
+	Algorithm string `yaml:"algorithm"`
+	// Min is the lowest the limit goes. Default 1.
+	Min int `yaml:"min"`
+	// Max is the highest the limit goes. Default 1000.
+	Max int `yaml:"max"`
 }
 
 // Queue is the bounded FIFO wait queue in front of a route's bulkhead.
@@ -255,6 +299,21 @@ type Queue struct {
 	MaxDepth int `yaml:"max_depth"`
 	// MaxWait is the longest a request waits in the queue. Default 250ms.
 	MaxWait time.Duration `yaml:"max_wait"`
+	// Discipline is fifo, or codel: adaptive LIFO with CoDel-style sojourn
+	// control, which absorbs bursts but keeps a standing queue short under
+	// sustained overload. Default fifo.
+	Discipline string `yaml:"discipline"`
+	// CoDel tunes the codel discipline.
+	CoDel CoDel `yaml:"codel"`
+}
+
+// CoDel tunes the codel queue discipline (Meta's defaults).
+type CoDel struct {
+	// Target is the queue sojourn time tolerated. Default 5ms.
+	Target time.Duration `yaml:"target"`
+	// Interval is how long sojourn must stay above target before the queue
+	// counts as overloaded. Default 100ms.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Default returns the configuration with every default applied and no
@@ -345,7 +404,23 @@ func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none", MaxKeys: 100000}
 
 func (b *Bulkhead) setDefaults() { *b = Bulkhead{MaxConcurrent: 50} }
 
-func (q *Queue) setDefaults() { *q = Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond} }
+func (a *Adaptive) setDefaults() { *a = Adaptive{Algorithm: "gradient2", Min: 1, Max: 1000} }
+
+func (q *Queue) setDefaults() {
+	*q = Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond, Discipline: "fifo"}
+	q.CoDel.setDefaults()
+}
+
+func (c *CoDel) setDefaults() {
+	*c = CoDel{Target: 5 * time.Millisecond, Interval: 100 * time.Millisecond}
+}
+
+func (p *Priority) setDefaults() {
+	*p = Priority{Class: "default"}
+	p.ShedAt.setDefaults()
+}
+
+func (s *ShedAt) setDefaults() { *s = ShedAt{Critical: 1.0, Default: 0.8, Sheddable: 0.5} }
 
 // Compile-time guards: the decoder relies on these.
 var (
@@ -364,4 +439,8 @@ var (
 	_ defaulter = (*RateLimit)(nil)
 	_ defaulter = (*Bulkhead)(nil)
 	_ defaulter = (*Queue)(nil)
+	_ defaulter = (*Adaptive)(nil)
+	_ defaulter = (*CoDel)(nil)
+	_ defaulter = (*Priority)(nil)
+	_ defaulter = (*ShedAt)(nil)
 )

@@ -162,8 +162,11 @@ func TestFull(t *testing.T) {
 				Timeout:      5 * time.Second,
 				MaxBodyBytes: 1048576,
 				RateLimit:    &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000},
-				Bulkhead:     &Bulkhead{MaxConcurrent: 20},
-				Queue:        Queue{MaxDepth: 0, MaxWait: time.Second},
+				Bulkhead:     &Bulkhead{MaxConcurrent: 20, Adaptive: &Adaptive{Algorithm: "aimd", Min: 4, Max: 64}},
+				Queue: Queue{MaxDepth: 0, MaxWait: time.Second, Discipline: "codel",
+					CoDel: CoDel{Target: 10 * time.Millisecond, Interval: 200 * time.Millisecond}},
+				Priority: &Priority{Class: "sheddable", Header: "X-Priority",
+					ShedAt: ShedAt{Critical: 0.9, Default: 0.7, Sheddable: 0.3}},
 			},
 			{
 				Name:      "health",
@@ -171,7 +174,7 @@ func TestFull(t *testing.T) {
 				Upstream:  "static",
 				Timeout:   0,
 				RateLimit: &RateLimit{RPS: 2.5, Burst: 3, Key: "client_ip", MaxKeys: 100000},
-				Queue:     Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond},
+				Queue:     defaultQueue,
 			},
 		},
 		File: filepath.Join(testdata, "full.yaml"),
@@ -221,7 +224,7 @@ func TestMinimalDefaults(t *testing.T) {
 			Timeout:     30 * time.Second,
 			RateLimit:   nil,
 			Bulkhead:    nil,
-			Queue:       Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond},
+			Queue:       defaultQueue,
 		}},
 		File: filepath.Join(testdata, "minimal.yaml"),
 	}
@@ -335,10 +338,12 @@ routes:
 	if got := cfg.Upstreams[1].Breaker.FailureStatuses; !reflect.DeepEqual(got, []int{502, 503, 504}) {
 		t.Errorf("upstreams[1].breaker.failure_statuses = %v, want the default", got)
 	}
-	if got := cfg.Routes[0].Queue; got != (Queue{MaxDepth: 3, MaxWait: 250 * time.Millisecond}) {
+	want3 := defaultQueue
+	want3.MaxDepth = 3
+	if got := cfg.Routes[0].Queue; got != want3 {
 		t.Errorf("routes[0].queue = %+v, want max_depth 3 and the default max_wait", got)
 	}
-	if got := cfg.Routes[1].Queue; got != (Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond}) {
+	if got := cfg.Routes[1].Queue; got != defaultQueue {
 		t.Errorf("routes[1].queue = %+v, want defaults", got)
 	}
 }
@@ -519,5 +524,28 @@ routes: [{name: r, match: {path: /}, upstream: u, timeout: 250ms}]
 	}
 	if _, ok := m["File"]; ok {
 		t.Error("internal field exported")
+	}
+}
+
+// defaultQueue is the queue block with every documented default.
+var defaultQueue = Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond, Discipline: "fifo",
+	CoDel: CoDel{Target: 5 * time.Millisecond, Interval: 100 * time.Millisecond}}
+
+// TestIssue9BlockDefaults checks the defaults of the priority and adaptive blocks.
+func TestIssue9BlockDefaults(t *testing.T) {
+	cfg, err := Parse("t.yaml", []byte(`
+upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
+routes:
+  - {name: r, match: {path: /}, upstream: u, bulkhead: {adaptive: {}}, priority: {}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Routes[0]
+	if got := *r.Bulkhead.Adaptive; got != (Adaptive{Algorithm: "gradient2", Min: 1, Max: 1000}) {
+		t.Errorf("adaptive defaults %+v", got)
+	}
+	if got := *r.Priority; got != (Priority{Class: "default", ShedAt: ShedAt{Critical: 1, Default: 0.8, Sheddable: 0.5}}) {
+		t.Errorf("priority defaults %+v", got)
 	}
 }

@@ -288,6 +288,60 @@ func (v *validator) routes() {
 			v.errorf(p+".queue.max_depth", "%s.queue.max_depth must be >= 0, got %d", p, r.Queue.MaxDepth)
 		}
 		v.positiveDuration(p+".queue.max_wait", r.Queue.MaxWait)
+		v.queueDiscipline(p+".queue", &r.Queue)
+		if r.Bulkhead != nil && r.Bulkhead.Adaptive != nil {
+			v.adaptive(p+".bulkhead", r.Bulkhead)
+		}
+		if r.Priority != nil {
+			if r.Bulkhead == nil {
+				v.errorf(p+".priority", "priority needs a bulkhead: classes order the bulkhead's queue")
+			}
+			v.priority(p+".priority", r.Priority)
+		}
+	}
+}
+
+func (v *validator) queueDiscipline(p string, q *Queue) {
+	v.oneOf(p+".discipline", q.Discipline, "fifo", "codel")
+	v.positiveDuration(p+".codel.target", q.CoDel.Target)
+	v.positiveDuration(p+".codel.interval", q.CoDel.Interval)
+	if q.CoDel.Target > 0 && q.CoDel.Interval > 0 && q.CoDel.Target >= q.CoDel.Interval {
+		v.errorf(p+".codel.target", "%s.codel.target (%v) must be shorter than codel.interval (%v)", p, q.CoDel.Target, q.CoDel.Interval)
+	}
+}
+
+func (v *validator) adaptive(p string, b *Bulkhead) {
+	a := b.Adaptive
+	v.oneOf(p+".adaptive.algorithm", a.Algorithm, "gradient2", "aimd")
+	v.atLeastOne(p+".adaptive.min", a.Min)
+	if a.Min >= 1 && (b.MaxConcurrent < a.Min || b.MaxConcurrent > a.Max) {
+		v.errorf(p+".max_concurrent", "%s.max_concurrent (the adaptive limit's start) must be within adaptive.min %d and adaptive.max %d, got %d",
+			p, a.Min, a.Max, b.MaxConcurrent)
+	}
+	if a.Max < a.Min {
+		v.errorf(p+".adaptive.max", "%s.adaptive.max must be >= adaptive.min %d, got %d", p, a.Min, a.Max)
+	}
+}
+
+func (v *validator) priority(p string, pr *Priority) {
+	v.oneOf(p+".class", pr.Class, "critical", "default", "sheddable")
+	if pr.Header != "" {
+		if !validToken(pr.Header) {
+			v.errorf(p+".header", "%s.header %q is not a valid header name", p, pr.Header)
+		} else {
+			pr.Header = textproto.CanonicalMIMEHeaderKey(pr.Header)
+		}
+	}
+	for _, c := range []struct {
+		key string
+		val float64
+	}{{"critical", pr.ShedAt.Critical}, {"default", pr.ShedAt.Default}, {"sheddable", pr.ShedAt.Sheddable}} {
+		if !(c.val > 0 && c.val <= 1) {
+			v.errorf(p+".shed_at."+c.key, "%s.shed_at.%s must be in (0, 1], got %v", p, c.key, c.val)
+		}
+	}
+	if pr.ShedAt.Sheddable > pr.ShedAt.Default || pr.ShedAt.Default > pr.ShedAt.Critical {
+		v.errorf(p+".shed_at", "%s.shed_at must shed lower classes first: sheddable <= default <= critical", p)
 	}
 }
 
