@@ -8,6 +8,7 @@ import (
 
 	"sluice/admission"
 	"sluice/breaker"
+	"sluice/bulkhead"
 	"sluice/monitor"
 	"sluice/proxy"
 )
@@ -70,6 +71,20 @@ type routeDetail struct {
 	RateLimit              *rateLimitInfo       `json:"rate_limit"`
 	Backpressure           monitor.Backpressure `json:"backpressure"`
 	Breaker                *breakerInfo         `json:"breaker"`
+	QueueDiscipline        string               `json:"queue_discipline"`
+	Adaptive               *adaptiveInfo        `json:"adaptive"` // null for a fixed limit
+	Classes                map[string]classInfo `json:"classes"`  // null without priority classes
+}
+
+type adaptiveInfo struct {
+	Limit int `json:"limit"` // the current limit, also max_concurrent
+}
+
+type classInfo struct {
+	Admitted    uint64            `json:"admitted_total"`
+	Rejected    map[string]uint64 `json:"rejected_total"`
+	QueueDepth  int               `json:"queue_depth"`
+	QueueWaitMs quantilesMs       `json:"queue_wait_ms"`
 }
 
 type targetInfo struct {
@@ -211,6 +226,24 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if rl := adm.RateLimiter(); rl != nil {
 		d.RateLimit = &rateLimitInfo{RPS: rl.RPS(), Burst: rl.Burst(), Key: rl.Key(), Keys: rl.Keys()}
+	}
+	if adm.Bulkhead() != nil {
+		d.QueueDiscipline = adm.QueueDiscipline()
+	}
+	if lim := adm.Adaptive(); lim != nil {
+		d.Adaptive = &adaptiveInfo{Limit: lim.Limit()}
+	}
+	if adm.HasPriority() {
+		d.Classes = map[string]classInfo{}
+		for c := range 3 {
+			cl := bulkhead.Class(c)
+			ci := classInfo{Admitted: adm.AdmittedClass(cl), Rejected: map[string]uint64{},
+				QueueDepth: adm.Bulkhead().DepthOf(cl), QueueWaitMs: toMs(rt.ClassQueueWait(c).Snapshot(now))}
+			for _, reason := range admission.Rejections {
+				ci.Rejected[reason.String()] = adm.RejectedClass(cl, reason)
+			}
+			d.Classes[cl.String()] = ci
+		}
 	}
 	writeJSON(w, d)
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/adaptive"
 	"sluice/breaker"
 	"sluice/bulkhead"
 	"sluice/clock"
@@ -30,6 +31,17 @@ type Controller struct {
 	rejected [numReasons]atomic.Uint64
 	inflight atomic.Int64 // admitted and not yet finished
 
+	// Priority classes (issue 9): the route's class, the header that may
+	// override it (trusted only because the route names it), and counts.
+	class    bulkhead.Class
+	classHdr string
+	byClass  [3]classCounts
+
+	lim adaptive.Limiter // nil: a fixed max_concurrent
+
+	prioritized bool   // the route has a priority block
+	discipline  string // queue discipline as configured: fifo or codel
+
 	lastRateLimited atomic.Uint64 // rate_limited count at the previous sample (sampler only)
 }
 
@@ -44,10 +56,70 @@ func New(rc config.Route, br *breaker.Breaker, clk clock.Clock) *Controller {
 	if rc.RateLimit != nil {
 		c.rl = NewRateLimiter(*rc.RateLimit)
 	}
+	c.class = bulkhead.ClassDefault
+	c.discipline = rc.Queue.Discipline
 	if rc.Bulkhead != nil {
-		c.bh = bulkhead.New(rc.Bulkhead.MaxConcurrent, rc.Queue.MaxDepth, rc.Queue.MaxWait, clk)
+		o := bulkhead.Options{
+			MaxConcurrent: rc.Bulkhead.MaxConcurrent,
+			MaxDepth:      rc.Queue.MaxDepth,
+			MaxWait:       rc.Queue.MaxWait,
+			Clock:         clk,
+		}
+		if rc.Queue.Discipline == "codel" {
+			o.Discipline, o.CoDelTarget, o.CoDelInterval = bulkhead.CoDel, rc.Queue.CoDel.Target, rc.Queue.CoDel.Interval
+		}
+		if p := rc.Priority; p != nil {
+			c.prioritized = true
+			c.class, _ = parseClass(p.Class)
+			c.classHdr = p.Header
+			o.ShedAt = [3]float64{
+				bulkhead.ClassCritical:  p.ShedAt.Critical,
+				bulkhead.ClassDefault:   p.ShedAt.Default,
+				bulkhead.ClassSheddable: p.ShedAt.Sheddable,
+			}
+		}
+		c.bh = bulkhead.NewWithOptions(o)
+		if a := rc.Bulkhead.Adaptive; a != nil {
+			ao := adaptive.Options{Initial: rc.Bulkhead.MaxConcurrent, Min: a.Min, Max: a.Max}
+			if a.Algorithm == "aimd" {
+				c.lim = adaptive.NewAIMD(ao)
+			} else {
+				c.lim = adaptive.NewGradient2(ao)
+			}
+		}
 	}
 	return c
+}
+
+// classCounts are one priority class's admissions and refusals.
+type classCounts struct {
+	admitted atomic.Uint64
+	rejected [numReasons]atomic.Uint64
+}
+
+func parseClass(s string) (bulkhead.Class, bool) {
+	switch s {
+	case "critical":
+		return bulkhead.ClassCritical, true
+	case "default":
+		return bulkhead.ClassDefault, true
+	case "sheddable":
+		return bulkhead.ClassSheddable, true
+	}
+	return bulkhead.ClassDefault, false
+}
+
+// classOf is the request's class: the trusted header's value when the
+// route names one and it is a class, else the route's own.
+func (c *Controller) classOf(r *http.Request) bulkhead.Class {
+	if c.classHdr != "" {
+		if v := r.Header.Get(c.classHdr); v != "" {
+			if cl, ok := parseClass(v); ok {
+				return cl
+			}
+		}
+	}
+	return c.class
 }
 
 // Decision is the outcome of Admit. An admitted decision holds a bulkhead
@@ -59,6 +131,8 @@ type Decision struct {
 	RetryAfter time.Duration
 	// QueueWait is the time spent waiting in the bulkhead queue.
 	QueueWait time.Duration
+	// Class is the request's priority class.
+	Class bulkhead.Class
 	// Bulkheaded says the request reached the bulkhead (it was not refused
 	// before), so QueueWait is a measurement.
 	Bulkheaded bool
@@ -86,7 +160,7 @@ type Decision struct {
 // client wait only to be refused).
 func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 	now := c.clk.Now()
-	var d Decision
+	d := Decision{Class: c.classOf(r)}
 	if c.rl != nil {
 		ok, remaining, reset, delay := c.rl.Allow(r, now)
 		d.HasRateLimit, d.Remaining, d.Reset = true, remaining, reset
@@ -105,10 +179,10 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 		d.Bulkheaded = true
 		// Try first: a free slot needs no second clock read (time.Now is
 		// ~50 ns here, a quarter of the whole fast path).
-		p, ok := c.bh.TryAcquire()
+		p, ok := c.bh.TryAcquireClass(d.Class)
 		if !ok {
 			var err error
-			p, err = c.bh.Acquire(ctx)
+			p, err = c.bh.AcquireClass(ctx, d.Class)
 			start = c.clk.Now()
 			d.QueueWait = start.Sub(now)
 			if err != nil {
@@ -130,6 +204,7 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 		d.brDone = done
 	}
 	c.admitted.Add(1)
+	c.byClass[d.Class].admitted.Add(1)
 	c.inflight.Add(1)
 	d.c, d.start = c, start
 	return d
@@ -148,11 +223,13 @@ func (c *Controller) refuseQueue(d Decision, err error) Decision {
 	}
 	d.Reason = ClientGone
 	c.rejected[ClientGone].Add(1)
+	c.byClass[d.Class].rejected[ClientGone].Add(1)
 	return d
 }
 
 func (c *Controller) refuse(d Decision, r Reason, retryAfter time.Duration) Decision {
 	c.rejected[r].Add(1)
+	c.byClass[d.Class].rejected[r].Add(1)
 	d.Reason, d.RetryAfter = r, retryAfter
 	return d
 }
@@ -173,7 +250,23 @@ func (c *Controller) Refuse(r Reason) { c.rejected[r].Add(1) }
 // Finish ends an admitted request: it reports the outcome to the breaker,
 // frees the bulkhead slot and feeds the service-time estimate. Call it
 // exactly once per admitted decision; it does nothing for a refused one.
-func (d *Decision) Finish(o breaker.Outcome) {
+func (d *Decision) Finish(o breaker.Outcome) { d.FinishSample(o, SampleOK) }
+
+// Sample is what a finished request tells an adaptive limit.
+type Sample uint8
+
+const (
+	// SampleOK: the request's time holding its slot is a latency sample.
+	SampleOK Sample = iota
+	// SampleDropped: the upstream timed out or answered that it is
+	// overloaded (503, 429): the limit backs off.
+	SampleDropped
+	// SampleSkip: nothing to learn (the client left first).
+	SampleSkip
+)
+
+// FinishSample is Finish that also feeds an adaptive limit.
+func (d *Decision) FinishSample(o breaker.Outcome, sample Sample) {
 	c := d.c
 	if c == nil {
 		return
@@ -183,13 +276,38 @@ func (d *Decision) Finish(o breaker.Outcome) {
 		d.brDone(o)
 		d.brDone = nil
 	}
+	now := c.clk.Now()
+	held := now.Sub(d.start)
+	if c.lim != nil && sample != SampleSkip {
+		// Sampled while the slot is still held, so inflight counts this one.
+		if n, changed := c.lim.OnSample(now, held, c.bh.Inflight(), sample == SampleDropped); changed {
+			c.bh.SetLimit(n)
+		}
+	}
 	if d.hasPermit {
 		d.permit.Release()
 		d.hasPermit = false
 	}
-	c.svc.observe(c.clk.Now().Sub(d.start))
+	c.svc.observe(held)
 	c.inflight.Add(-1)
 }
+
+// AdmittedClass is the number of requests of class cl admitted so far.
+func (c *Controller) AdmittedClass(cl bulkhead.Class) uint64 { return c.byClass[cl].admitted.Load() }
+
+// RejectedClass is the number of requests of class cl refused for r so far.
+func (c *Controller) RejectedClass(cl bulkhead.Class, r Reason) uint64 {
+	return c.byClass[cl].rejected[r].Load()
+}
+
+// HasPriority reports whether the route classes its requests.
+func (c *Controller) HasPriority() bool { return c.prioritized }
+
+// QueueDiscipline is the queue discipline as configured (fifo or codel).
+func (c *Controller) QueueDiscipline() string { return c.discipline }
+
+// Adaptive returns the route's adaptive limiter, or nil for a fixed limit.
+func (c *Controller) Adaptive() adaptive.Limiter { return c.lim }
 
 // Route returns the route's name.
 func (c *Controller) Route() string { return c.route }
