@@ -7,6 +7,7 @@ import (
 
 	"sluice/admission"
 	"sluice/breaker"
+	"sluice/bulkhead"
 )
 
 // latencyBuckets span proxy latencies: sub-millisecond refusals up to
@@ -24,6 +25,10 @@ var (
 	descBackpress   = prometheus.NewDesc("sluice_backpressure_ratio", "Share of recent samples in which a new request could not start at once.", []string{"route"}, nil)
 	descBrState     = prometheus.NewDesc("sluice_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
 	descBrTrans     = prometheus.NewDesc("sluice_breaker_transitions_total", "Circuit breaker state changes, by the state entered.", []string{"upstream", "to"}, nil)
+	descClassAdm    = prometheus.NewDesc("sluice_admission_class_admitted_total", "Requests admitted, by priority class (routes with priority only).", []string{"route", "class"}, nil)
+	descClassRej    = prometheus.NewDesc("sluice_admission_class_rejected_total", "Requests refused, by priority class and reason (routes with priority only).", []string{"route", "class", "reason"}, nil)
+	descClassDepth  = prometheus.NewDesc("sluice_queue_class_depth", "Requests of each priority class waiting now (routes with priority only).", []string{"route", "class"}, nil)
+	descLimit       = prometheus.NewDesc("sluice_concurrency_limit", "The adaptive concurrency limit now (routes with bulkhead.adaptive only); also sluice_bulkhead_capacity.", []string{"route"}, nil)
 	descUpstream    = prometheus.NewDesc("sluice_upstream_requests_total", "Requests sent upstream, by the upstream's status (502/504 when it gave no answer).", []string{"upstream", "code"}, nil)
 )
 
@@ -59,6 +64,20 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			rt.qwaitHist.Collect(ch)
 			gauge(descQueueCap, float64(bh.MaxDepth()), rt.name)
 			gauge(descBulkheadCap, float64(bh.MaxConcurrent()), rt.name)
+		}
+		if adm.HasPriority() {
+			for cl := range 3 {
+				class := bulkhead.Class(cl)
+				counter(descClassAdm, float64(adm.AdmittedClass(class)), rt.name, class.String())
+				for _, r := range admission.Rejections {
+					counter(descClassRej, float64(adm.RejectedClass(class, r)), rt.name, class.String(), r.String())
+				}
+				gauge(descClassDepth, float64(adm.Bulkhead().DepthOf(class)), rt.name, class.String())
+				rt.classWait[cl].Collect(ch)
+			}
+		}
+		if lim := adm.Adaptive(); lim != nil {
+			gauge(descLimit, float64(lim.Limit()), rt.name)
 		}
 		if c.p.smp != nil {
 			if bp, ok := c.p.smp.Backpressure(rt.name); ok {

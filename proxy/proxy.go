@@ -23,6 +23,7 @@ import (
 
 	"sluice/admission"
 	"sluice/breaker"
+	"sluice/bulkhead"
 	"sluice/clock"
 	"sluice/config"
 	"sluice/monitor"
@@ -153,6 +154,17 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 	}
 	if rl := rt.adm.RateLimiter(); rl != nil {
 		rt.rlPolicy = []string{fmt.Sprintf("%q;q=%d;w=%d", rc.Name, rl.Burst(), retryAfterSeconds(rl.Window()))}
+		rt.rlValues = new(rlCache)
+	}
+	if rt.adm.HasPriority() {
+		for c := range rt.classWait {
+			rt.classWaitWin[c] = monitor.NewHistogram()
+			rt.classWait[c] = prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name: "sluice_queue_class_wait_seconds", Help: "Queue waits by priority class.",
+				Buckets:     latencyBuckets,
+				ConstLabels: prometheus.Labels{"route": rc.Name, "class": bulkhead.Class(c).String()},
+			})
+		}
 	}
 	if rc.StripPrefix {
 		rt.strip = rc.Match.PathPrefix
@@ -333,6 +345,10 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 	if d.Bulkheaded {
 		rt.qwaitHist.Observe(d.QueueWait.Seconds())
 		rt.qwaitWin.Observe(st.start, d.QueueWait)
+		if h := rt.classWait[d.Class]; h != nil {
+			h.Observe(d.QueueWait.Seconds())
+			rt.classWaitWin[d.Class].Observe(st.start, d.QueueWait)
+		}
 	}
 	if d.HasRateLimit {
 		rt.setRateLimitHeaders(w.Header(), &d)
@@ -379,7 +395,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 
 	finished = true
 	tg.inflight.Add(-1)
-	d.Finish(rt.up.outcome(st))
+	d.FinishSample(rt.up.outcome(st), adaptiveSample(st))
 	switch {
 	case st.upstream != 0:
 		rt.up.codes.inc(st.upstream)
@@ -462,17 +478,53 @@ func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.D
 // t the seconds until the bucket is full again.
 func (rt *Route) setRateLimitHeaders(h http.Header, d *admission.Decision) {
 	h["Ratelimit-Policy"] = rt.rlPolicy
-	b := make([]byte, 0, len(rt.nameJSON)+24)
-	b = append(b, rt.nameJSON...)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, int64(d.Remaining), 10)
-	b = append(b, ";t="...)
 	var t int64
 	if d.Reset > 0 {
 		t = retryAfterSeconds(d.Reset)
 	}
+	h["Ratelimit"] = rt.rlValues.value(rt.nameJSON, d.Remaining, t)
+}
+
+// rlCache remembers recent RateLimit header values by the (r, t) pair they
+// encode. A bucket that stays full answers r=burst-1;t=1 again and again,
+// and one that stays empty r=0 with the same t, so in both steady states
+// the header costs no allocation; values in between are built and cached.
+// Entries are immutable once stored and shared by concurrent responses:
+// header value slices are never changed in place.
+type rlCache [16]atomic.Pointer[rlEntry]
+
+type rlEntry struct {
+	remaining int
+	t         int64
+	v         [1]string // the header value; the entry is its backing array
+}
+
+func (c *rlCache) value(nameJSON []byte, remaining int, t int64) []string {
+	slot := &c[(uint64(remaining)*31+uint64(t))%uint64(len(c))]
+	if e := slot.Load(); e != nil && e.remaining == remaining && e.t == t {
+		return e.v[:]
+	}
+	var buf [96]byte
+	b := append(buf[:0], nameJSON...)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(remaining), 10)
+	b = append(b, ";t="...)
 	b = strconv.AppendInt(b, t, 10)
-	h["Ratelimit"] = []string{string(b)}
+	e := &rlEntry{remaining: remaining, t: t, v: [1]string{string(b)}}
+	slot.Store(e)
+	return e.v[:]
+}
+
+// adaptiveSample classifies a finished request for an adaptive limit: an
+// upstream timeout or an overload answer (503, 429) is a drop.
+func adaptiveSample(st *reqState) admission.Sample {
+	switch {
+	case st.status == StatusClientClosed:
+		return admission.SampleSkip
+	case st.status == http.StatusGatewayTimeout, st.upstream == http.StatusServiceUnavailable, st.upstream == http.StatusTooManyRequests:
+		return admission.SampleDropped
+	}
+	return admission.SampleOK
 }
 
 // outcome classifies a finished request for the upstream's breaker: the

@@ -27,13 +27,22 @@ type Route struct {
 
 	adm      *admission.Controller
 	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
+	rlValues *rlCache // recent RateLimit header values; nil without a rate limit
 
 	codes     *codeCounts          // answers by status (shared across reloads)
 	durHist   prometheus.Histogram // sluice_request_duration_seconds
 	qwaitHist prometheus.Histogram // sluice_queue_wait_seconds
 	latWin    *monitor.Histogram   // admitted latency quantiles for the API
 	qwaitWin  *monitor.Histogram   // queue-wait quantiles for the API
+
+	// Per priority class, on routes with a priority block (else nil).
+	classWait    [3]prometheus.Histogram // sluice_queue_class_wait_seconds
+	classWaitWin [3]*monitor.Histogram
 }
+
+// ClassQueueWait returns the windowed queue-wait histogram of class c, or
+// nil when the route has no priority classes.
+func (rt *Route) ClassQueueWait(c int) *monitor.Histogram { return rt.classWaitWin[c] }
 
 // Timeout returns the route's whole-request deadline; 0 = none.
 func (rt *Route) Timeout() time.Duration { return rt.timeout }

@@ -215,13 +215,22 @@ func (u *Upstream) close() {
 }
 
 // bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy,
-// which would otherwise allocate one per proxied body.
+// which would otherwise allocate one per proxied body. The pool holds array
+// pointers, which Put gets back from the slice without allocating (a
+// pointer to the slice header would cost an allocation per request).
 type bufferPool struct{}
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+const copyBufSize = 32 << 10
 
-func (bufferPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { copyBufs.Put(&b) }
+var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
+
+func (bufferPool) Get() []byte { return copyBufs.Get().(*[copyBufSize]byte)[:] }
+
+func (bufferPool) Put(b []byte) {
+	if len(b) == copyBufSize {
+		copyBufs.Put((*[copyBufSize]byte)(b))
+	}
+}
 
 // noHealthyRetryAfter is the Retry-After of no_healthy_upstream: the time
 // until the next round of health checks.
