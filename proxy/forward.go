@@ -139,8 +139,10 @@ func appendForwarded(b []byte, in *http.Request) []byte {
 	case err != nil:
 		b = append(b, "unknown"...) // §6.2: the client is not known
 	case addr.Is6() && !addr.Is4In6():
-		b = append(b, `"[`...) // §6: IPv6 is bracketed and quoted
-		b = addr.AppendTo(b)
+		// §6: IPv6 is bracketed and quoted. A zone (fe80::1%eth0) means
+		// nothing beyond this host, and could carry a quote: dropped.
+		b = append(b, `"[`...)
+		b = addr.WithZone("").AppendTo(b)
 		b = append(b, `]"`...)
 	default:
 		b = addr.Unmap().AppendTo(b)
