@@ -5,7 +5,7 @@
 GO ?= go
 FUZZTIME ?= 8s
 
-.PHONY: test deps vet unit fuzz vulncheck demo build
+.PHONY: test deps vet unit fuzz vulncheck demo build bench
 
 test: deps vet unit fuzz
 
@@ -38,3 +38,10 @@ build:
 
 demo:
 	$(GO) run ./cmd/sluice demo
+
+# The benchmark against nginx, HAProxy, Caddy and httputil.ReverseProxy on
+# loopback (issue 7): installs the peers with apt-get if missing, about 9
+# minutes, rewrites docs/BENCHMARKS.md and its charts. `go run ./bench
+# -quick` checks the harness in about 2 minutes.
+bench:
+	$(GO) run ./bench

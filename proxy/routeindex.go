@@ -11,19 +11,20 @@ import (
 // without trying every route. Routes are filed by their host condition: an
 // exact host in a map, a wildcard under its suffix (".example.com") in
 // another, host-less routes on their own. Within each of those buckets a
-// pathIndex files them again by path condition: none, or exact path or
-// prefix, both in one trie of path segments. A request visits only the buckets its
-// host can be in and the trie nodes on its own path, and every route it
-// meets there matches its host and path by construction; only the methods
-// are left to check.
+// pathIndex files them by path condition: a small bucket as a flat list, a
+// bigger one in a trie of path segments holding exact paths and prefixes.
+// A request visits only the buckets its host can be in and, in a trie, the
+// nodes on its own path; every route it meets there matches its host by
+// construction.
 //
 // First match is kept by comparing positions, not by visiting in order:
 // every candidate list is sorted by route position, each bucket answers the
 // lowest position that matches, and the lowest of those wins — the route a
 // linear scan would have stopped at. A bucket or subtree whose lowest route
-// comes after the best found so far is skipped. The cost so depends on the
+// comes after the best found so far is skipped. The work so depends on the
 // shape of the request (its host's dots, its path's segments), not on how
-// many routes there are: see BenchmarkRouting.
+// many routes there are; what a big table adds is cache misses, which the
+// packing into slabs keeps few. See BenchmarkRouting.
 type routeIndex struct {
 	routes []*Route
 	// Buckets are held by value: one pointer fewer to chase, and so one
@@ -32,8 +33,8 @@ type routeIndex struct {
 	wild  map[string]pathIndex // by wildcard suffix, ".example.com" for *.example.com
 	// wildLen[n] says some wildcard suffix is n bytes long, so that a host
 	// with many dots is looked up only at the suffixes that can exist.
-	wildLen []bool
-	any     *pathIndex // routes without a host condition; nil if none
+	wildLen  []bool
+	hostless *pathIndex // routes without a host condition; nil if none
 	// other holds the positions of routes the buckets cannot represent
 	// (possible only in configs built in code, not validated: a wildcard
 	// without its dot, a path or prefix that does not start with "/", both
@@ -54,17 +55,43 @@ type candidate struct {
 
 // Kinds of candidate, as bits so that a walk asks for several at once.
 const (
-	kindAny      uint8 = 1 << iota // no path condition (pathIndex.all)
+	kindAny      uint8 = 1 << iota // no path condition (pathNode.pathless of the root)
 	kindExact                      // path: the request path is the node's
-	kindBoundary                   // path_prefix "/api": the node's path, or it and "/..."
-	kindBelow                      // path_prefix "/api/": the node's path and "/..."
+	kindBoundary                   // path_prefix "/api": the node's path itself, or below it ("/api/...")
+	kindBelow                      // path_prefix "/api/": only below the node's path ("/api/...")
 )
 
 // pathIndex files the routes of one host bucket by their path condition.
+// A bucket of few routes (a tenant's host, typically) is a flat list tried
+// in order: at that size comparing a handful of strings costs less than
+// the cache misses of walking trie nodes. A bigger bucket keeps the trie.
 type pathIndex struct {
-	min   int32       // lowest position in the bucket
-	all   []candidate // routes without a path condition
-	paths *pathNode   // path and path_prefix routes; nil if none
+	min   int32      // lowest position in the bucket
+	n     int32      // routes in the bucket
+	flat  []flatCand // every route of a small bucket, by position; nil for a trie
+	paths *pathNode  // the trie of a bigger bucket; nil for a flat one
+}
+
+// flatMax is the most routes a bucket holds as a flat list.
+const flatMax = 8
+
+// flatCand is a route of a flat bucket with its path condition: the exact
+// path, or the prefix as configured (with its trailing slash if any).
+type flatCand struct {
+	candidate
+	s string
+}
+
+func (fc *flatCand) matchPath(p string) bool {
+	switch fc.kind {
+	case kindExact:
+		return p == fc.s
+	case kindBoundary:
+		return hasPathPrefix(p, fc.s, false)
+	case kindBelow:
+		return strings.HasPrefix(p, fc.s)
+	}
+	return true // kindAny
 }
 
 // pathNode is the trie node of the path s made of the segments from the root
@@ -73,7 +100,8 @@ type pathIndex struct {
 // and anything below s/, SPEC's segment boundary) and the prefixes s/ ("/api/",
 // or "/" at the root: only below s/), in one list sorted by position.
 type pathNode struct {
-	min int32 // lowest position in this subtree
+	min      int32       // lowest position in this subtree
+	pathless []candidate // at the root only: routes without a path condition
 	// tail is the rest of the node's path after the segment its parent
 	// files it under ("/v1/items" for the node "/api/v1/items" filed under
 	// "api"), when the nodes in between held no route and were merged away:
@@ -93,10 +121,14 @@ type pathChild struct {
 // map rather than comparing each segment.
 const mapKidsAt = 8
 
-func newRouteIndex(routes []*Route) *routeIndex {
+func newRouteIndex(routes []*Route) *routeIndex { return buildRouteIndex(routes, flatMax) }
+
+// buildRouteIndex builds the index with buckets of up to flatUpTo routes
+// kept flat (tests vary it to cover both forms).
+func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 	ix := &routeIndex{routes: routes}
 	exact, wild := map[string]*pathIndex{}, map[string]*pathIndex{}
-	var any *pathIndex
+	var hostless *pathIndex
 	for i, rt := range routes {
 		pos := int32(i)
 		m := &rt.m
@@ -115,10 +147,10 @@ func newRouteIndex(routes []*Route) *routeIndex {
 			}
 			ix.wildLen[len(m.suffix)] = true
 		default:
-			if any == nil {
-				any = &pathIndex{min: none}
+			if hostless == nil {
+				hostless = &pathIndex{min: none}
 			}
-			pi = any
+			pi = hostless
 		}
 		pi.add(pos, m)
 	}
@@ -132,22 +164,22 @@ func newRouteIndex(routes []*Route) *routeIndex {
 			buckets = append(buckets, m[k])
 		}
 	}
-	if any != nil {
-		buckets = append(buckets, any)
+	if hostless != nil {
+		buckets = append(buckets, hostless)
 	}
 	for _, pi := range buckets {
-		if pi.paths != nil {
-			pi.paths.compact()
-			pk.count(pi.paths)
+		if int(pi.n) <= flatUpTo {
+			pi.paths = nil
+		} else {
+			pi.flat = nil
 		}
+		pk.countBucket(pi)
 	}
 	pk.alloc()
 	for _, pi := range buckets {
-		if pi.paths != nil {
-			pi.paths = pk.pack(pi.paths)
-		}
+		pk.packBucket(pi)
 	}
-	ix.exact, ix.wild, ix.any = byValue(exact), byValue(wild), any
+	ix.exact, ix.wild, ix.hostless = byValue(exact), byValue(wild), hostless
 	return ix
 }
 
@@ -189,16 +221,18 @@ func bucket(m map[string]*pathIndex, key string) *pathIndex {
 // stays sorted by appending.
 func (pi *pathIndex) add(pos int32, m *matcher) {
 	pi.min = min(pi.min, pos)
+	pi.n++
 	c := candidate{pos: pos, kind: kindAny, methods: m.methods}
-	if m.path == "" && m.prefix == "" {
-		pi.all = append(pi.all, c)
-		return
-	}
 	if pi.paths == nil {
 		pi.paths = &pathNode{min: none}
 	}
 	n := pi.paths
 	n.min = min(n.min, pos)
+	if m.path == "" && m.prefix == "" {
+		n.pathless = append(n.pathless, c)
+		pi.flat = append(pi.flat, flatCand{candidate: c})
+		return
+	}
 	// The exact path "/api/" is the node "/api/" (segments "api" and ""),
 	// the prefix "/api/" the node "/api" with a below route, the prefix "/"
 	// the root.
@@ -225,6 +259,11 @@ func (pi *pathIndex) add(pos int32, m *matcher) {
 		n.min = min(n.min, pos)
 	}
 	n.cands = append(n.cands, c)
+	fs := m.path
+	if m.prefix != "" {
+		fs = m.prefix
+	}
+	pi.flat = append(pi.flat, flatCand{candidate: c, s: fs})
 }
 
 // compact merges each chain of trie nodes that hold no route and have one
@@ -283,12 +322,42 @@ func (n *pathNode) child(seg string, create bool) *pathNode {
 // them back); alloc makes them; pack copies. The slabs are allocated once
 // at their full size, so pointers into them stay valid.
 type packer struct {
-	nNodes, nKids, nCands int
-	strs                  strings.Builder
-	str                   string // strs, once written
-	nodes                 []pathNode
-	kids                  []pathChild
-	cands                 []candidate
+	nNodes, nKids, nCands, nFlat int
+	strs                         strings.Builder
+	str                          string // strs, once written
+	nodes                        []pathNode
+	kids                         []pathChild
+	cands                        []candidate
+	flat                         []flatCand
+}
+
+func (pk *packer) countBucket(pi *pathIndex) {
+	if pi.flat != nil {
+		pk.nFlat += len(pi.flat)
+		for _, fc := range pi.flat {
+			pk.strs.WriteString(fc.s)
+		}
+		return
+	}
+	if pi.paths != nil {
+		pi.paths.compact()
+		pk.count(pi.paths)
+	}
+}
+
+func (pk *packer) packBucket(pi *pathIndex) {
+	if pi.flat != nil {
+		f := len(pk.flat)
+		for _, fc := range pi.flat {
+			fc.s = pk.take(fc.s)
+			pk.flat = append(pk.flat, fc)
+		}
+		pi.flat = pk.flat[f:len(pk.flat):len(pk.flat)]
+		return
+	}
+	if pi.paths != nil {
+		pi.paths = pk.pack(pi.paths)
+	}
 }
 
 func (pk *packer) count(n *pathNode) {
@@ -312,6 +381,7 @@ func (pk *packer) alloc() {
 	pk.nodes = make([]pathNode, 0, pk.nNodes)
 	pk.kids = make([]pathChild, 0, pk.nKids)
 	pk.cands = make([]candidate, 0, pk.nCands)
+	pk.flat = make([]flatCand, 0, pk.nFlat)
 }
 
 // take returns the next len(s) bytes of the string slab, which hold s.
@@ -322,7 +392,7 @@ func (pk *packer) take(s string) string {
 }
 
 func (pk *packer) pack(n *pathNode) *pathNode {
-	pk.nodes = append(pk.nodes, pathNode{min: n.min})
+	pk.nodes = append(pk.nodes, pathNode{min: n.min, pathless: n.pathless})
 	dst := &pk.nodes[len(pk.nodes)-1]
 	dst.tail = pk.take(n.tail)
 	c := len(pk.cands)
@@ -369,8 +439,8 @@ func (ix *routeIndex) lookup(host, p, method string) *Route {
 			}
 		}
 	}
-	if ix.any != nil {
-		best = ix.any.first(p, method, best)
+	if ix.hostless != nil {
+		best = ix.hostless.first(p, method, best)
 	}
 	for _, pos := range ix.other {
 		if pos >= best {
@@ -393,10 +463,20 @@ func (pi *pathIndex) first(p, method string, best int32) int32 {
 	if pi.min >= best {
 		return best
 	}
-	best = firstOf(pi.all, kindAny, method, best)
-	if pi.paths != nil {
-		best = pi.paths.walk(p, method, best)
+	if pi.flat != nil {
+		for i := range pi.flat {
+			fc := &pi.flat[i]
+			if fc.pos >= best {
+				return best
+			}
+			if fc.matchPath(p) && methodAllowed(fc.methods, method) {
+				return fc.pos
+			}
+		}
+		return best
 	}
+	best = firstOf(pi.paths.pathless, kindAny, method, best)
+	best = pi.paths.walk(p, method, best)
 	return best
 }
 

@@ -1,0 +1,511 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// The doc is a template: the prose that explains the setup and the hot-path
+// work is written by hand in benchmarks.md.tmpl, the figures come from the
+// run. Rerunning the harness rewrites every number and chart.
+//
+//go:embed benchmarks.md.tmpl
+var docTemplate string
+
+// hotpathBenchstat is benchstat's comparison of BenchmarkProxy before and
+// after the hot-path changes of issue 7, measured once (it needs the old
+// code) and kept here so that the doc can be regenerated.
+//
+//go:embed hotpath-benchstat.txt
+var hotpathBenchstat string
+
+// Chart file names, relative to the doc.
+const (
+	chartOverloadP99 = "bench-overload-p99.svg"
+	chartGoodput     = "bench-overload-goodput.svg"
+	chartOverhead    = "bench-overhead.svg"
+)
+
+// check is one target of issue 7 with its verdict.
+type check struct {
+	Target string
+	Figure string
+	Met    bool
+}
+
+func (c check) Mark() string {
+	if c.Met {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// docData is what the template sees.
+type docData struct {
+	R                                         *results
+	When, Took                                string
+	OverheadTable, OverloadTable              string
+	RoutingTable, KeysTable, ShareTable       string
+	Checks                                    []check
+	ChartOverloadP99, ChartGoodput, ChartOver string
+	Capacity                                  int
+	Slots, Queue, WaitMS, ServeMS             int
+	OverheadSpread                            string
+	Benchstat, AllocCut, GCVerdict            string
+	RatesText                                 string
+	RanText                                   string // when each scenario ran, if not all at once
+	VsCeiling                                 string // sluice's goodput against the upstream's ceiling
+	VsPlain, VsCaddy, VsHAProxy               string // sluice's overhead throughput against them
+	KeysSent                                  string
+}
+
+func (h *harness) write() error {
+	if err := os.MkdirAll(h.out, 0o755); err != nil {
+		return err
+	}
+	r := &h.res
+	d := docData{
+		R:        r,
+		When:     r.Started.UTC().Format("2006-01-02 15:04 MST"),
+		Took:     r.Finished.Sub(r.Started).Round(time.Second).String(),
+		Capacity: capacityRPS, Slots: capSlots, Queue: capQueue, WaitMS: capWaitMS, ServeMS: capServeMS,
+		ChartOverloadP99: chartOverloadP99, ChartGoodput: chartGoodput, ChartOver: chartOverhead,
+	}
+	d.OverheadTable, d.OverheadSpread = overheadTable(r.Overhead)
+	d.OverloadTable = overloadTable(r.Overload)
+	d.RoutingTable = routingTable(r.Routing)
+	d.KeysTable = keysTable(r.Keys)
+	if r.Profile != nil {
+		d.ShareTable = shareTable(r.Profile.Shares)
+	}
+	d.Checks = checks(r)
+	d.Benchstat = strings.TrimSpace(hotpathBenchstat)
+	d.AllocCut = allocCut(hotpathBenchstat)
+	d.GCVerdict = gcVerdict(r.Overhead)
+	var rates []string
+	for _, f := range h.s.Rates {
+		rates = append(rates, fmt.Sprintf("%g×", f))
+	}
+	d.RatesText = strings.Join(rates, ", ")
+	var vs []string
+	for _, f := range []float64{2, 5, 10} {
+		if row := findOverload(r.Overload, "sluice", f); row != nil && r.UpstreamCeiling > 0 {
+			vs = append(vs, fmt.Sprintf("%.0f %% at %g×", 100*row.Res.Goodput()/r.UpstreamCeiling, f))
+		}
+	}
+	d.VsCeiling = strings.Join(vs, ", ")
+	d.KeysSent = thousands(float64(r.Settings.Keys))
+	if sl, ok := findOverhead(r.Overhead, "sluice"); ok {
+		ratio := func(target string) string {
+			if o, ok := findOverhead(r.Overhead, target); ok {
+				return fmt.Sprintf("%.2f×", sl.RPS/o.RPS)
+			}
+			return "?"
+		}
+		d.VsPlain, d.VsCaddy, d.VsHAProxy = ratio("httputil.ReverseProxy"), ratio("Caddy"), ratio("HAProxy")
+	}
+	times := map[string]bool{}
+	var ran []string
+	for _, sc := range []string{"overhead", "overload", "profile", "scaling"} {
+		if t, ok := r.Ran[sc]; ok {
+			times[t] = true
+			ran = append(ran, sc+" "+t)
+		}
+	}
+	if len(times) > 1 {
+		d.RanText = "Scenarios were run separately (`-only`): " + strings.Join(ran, ", ") + " UTC."
+	}
+
+	charts := map[string]string{}
+	if len(r.Overload) > 0 {
+		charts[chartOverloadP99] = overloadP99Chart(r.Overload, h.s.LoadTimeout)
+		charts[chartGoodput] = goodputChart(r.Overload)
+	}
+	if len(r.Overhead) > 0 {
+		charts[chartOverhead] = overheadChart(r.Overhead)
+	}
+	for name, svg := range charts {
+		if err := os.WriteFile(filepath.Join(h.out, name), []byte(svg), 0o644); err != nil {
+			return err
+		}
+	}
+	t, err := template.New("doc").Parse(docTemplate)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(h.out, resultsFile), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	path := filepath.Join(h.out, "BENCHMARKS.md")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	h.logf("wrote %s and %d charts", path, len(charts))
+	for _, c := range d.Checks {
+		h.logf("target %-8s %s: %s", c.Mark(), c.Target, c.Figure)
+	}
+	return nil
+}
+
+var handlerAllocsRE = regexp.MustCompile(`(?m)^Proxy/handler-\d+\s+([0-9.]+) ± \S+\s+([0-9.]+) ± \S+\s+(\S+)`)
+
+// allocCut reads the handler benchmark's allocations before and after from
+// benchstat's output (the last table, allocs/op).
+func allocCut(benchstat string) string {
+	i := strings.LastIndex(benchstat, "allocs/op")
+	if i < 0 {
+		return "?"
+	}
+	m := handlerAllocsRE.FindStringSubmatch(benchstat[i:])
+	if m == nil {
+		return "?"
+	}
+	cut := strings.TrimSuffix(strings.TrimPrefix(m[3], "-"), "%")
+	return fmt.Sprintf("%s %% (%s → %s in the handler benchmark, which counts only the proxy's own allocations)", cut, strings.TrimSuffix(m[1], ".00"), strings.TrimSuffix(m[2], ".00"))
+}
+
+// gcVerdict compares sluice with and without GOGC=400 in this run.
+func gcVerdict(rows []overheadRow) string {
+	def, ok1 := findOverhead(rows, "sluice")
+	gc, ok2 := findOverhead(rows, "sluice, GOGC=400")
+	if !ok1 || !ok2 {
+		return ""
+	}
+	var rssDef, rssGC int64
+	var runsDef, runsGC []wrkResult
+	for _, r := range rows {
+		switch r.Target {
+		case "sluice":
+			rssDef, runsDef = r.RSS, r.Runs
+		case "sluice, GOGC=400":
+			rssGC, runsGC = r.RSS, r.Runs
+		}
+	}
+	// The two rows ran back to back in each round, so compare them round
+	// by round: a burst of other work hits both alike.
+	wins := 0
+	for i := range min(len(runsDef), len(runsGC)) {
+		if runsGC[i].RPS > runsDef[i].RPS {
+			wins++
+		}
+	}
+	gain := gc.RPS/def.RPS - 1
+	s := fmt.Sprintf("In this run it gave %+.0f %% throughput (%s against %s req/s; p99 %s against %s) for a peak RSS of %s against %s.",
+		100*gain, thousands(gc.RPS), thousands(def.RPS), ms(gc.P99), ms(def.P99), mib(rssGC), mib(rssDef))
+	s += fmt.Sprintf(" Round by round it was ahead in %d of %d.", wins, len(runsDef))
+	if wins == len(runsDef) && len(runsDef) > 1 && gain > 0.03 {
+		s += " That is consistent enough to be worth a default: " +
+			"`GOGC=400` unless the user sets GOGC, with `GOMEMLIMIT` (a soft memory limit) set to a share of the " +
+			"machine's or the cgroup's memory so that the heap cannot run away under a flood. It belongs in " +
+			"cmd/sluice (proposed there, not done here)."
+	} else {
+		s += " That is within the noise of this machine, so the default GC setting stays."
+	}
+	return s
+}
+
+func ms(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+func mib(b int64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// medianRun is the run with the median throughput, and the spread of
+// throughput over the runs (max-min over median).
+func medianRun(runs []wrkResult) (wrkResult, float64) {
+	if len(runs) == 0 {
+		return wrkResult{}, 0
+	}
+	s := slices.Clone(runs)
+	slices.SortFunc(s, func(a, b wrkResult) int { return int(a.RPS - b.RPS) })
+	m := s[len(s)/2]
+	return m, (s[len(s)-1].RPS - s[0].RPS) / m.RPS
+}
+
+func overheadTable(rows []overheadRow) (string, string) {
+	if len(rows) == 0 {
+		return "", ""
+	}
+	var b strings.Builder
+	direct, _ := medianRun(rows[0].Runs)
+	b.WriteString("| target | requests/s | of direct | p50 | p99 | peak RSS | runs (req/s) |\n|---|--:|--:|--:|--:|--:|---|\n")
+	worst := 0.0
+	for _, r := range rows {
+		m, spread := medianRun(r.Runs)
+		worst = math.Max(worst, spread)
+		var all []string
+		for _, run := range r.Runs {
+			s := thousands(run.RPS)
+			if run.Non2xx+run.Errors > 0 {
+				s += fmt.Sprintf(" (%d errors)", run.Non2xx+run.Errors)
+			}
+			all = append(all, s)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f %% | %s | %s | %s | %s |\n", r.Target, thousands(m.RPS), 100*m.RPS/direct.RPS,
+			ms(m.P50), ms(m.P99), mib(r.RSS), strings.Join(all, ", "))
+	}
+	return b.String(), fmt.Sprintf("%.0f %%", 100*worst)
+}
+
+func overloadTable(rows []overloadRow) string {
+	if len(rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| proxy | offered | goodput | admitted p50 | admitted p99 | refused | refusal p50 | refusal p99 | with Retry-After | lost | peak RSS |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		if r.Res == nil {
+			fmt.Fprintf(&b, "| %s | %.1f× | failed: %s |||||||||\n", r.Proxy, r.Factor, r.Err)
+			continue
+		}
+		res := r.Res
+		ra := "–"
+		if res.Rejected > 0 {
+			ra = fmt.Sprintf("%.0f %%", 100*res.RetryShare())
+		}
+		lost := thousands(float64(res.Lost))
+		if res.Lost > 0 {
+			var why []string
+			if res.Timeouts > 0 {
+				why = append(why, fmt.Sprintf("%d timed out", res.Timeouts))
+			}
+			if res.Errors > 0 {
+				why = append(why, fmt.Sprintf("%d conn. errors", res.Errors))
+			}
+			for _, code := range slices.Sorted(mapsKeys(res.Other)) {
+				why = append(why, fmt.Sprintf("%d × %d", res.Other[code], code))
+			}
+			lost = fmt.Sprintf("%s (%.0f %%: %s)", lost, 100*float64(res.Lost)/float64(res.Sent), strings.Join(why, ", "))
+		}
+		fmt.Fprintf(&b, "| %s | %.1f× (%s/s) | %s/s (%.0f %%) | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Proxy, r.Factor, thousands(r.Offered), thousands(res.Goodput()), 100*res.Goodput()/capacityRPS,
+			ms(res.OKP50), ms(res.OKP99),
+			thousands(float64(res.Rejected)), ms(res.RejP50), ms(res.RejP99),
+			ra, lost, mib(r.RSS))
+	}
+	return b.String()
+}
+
+func mapsKeys(m map[int]int) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func routingTable(rr []routingResult) string {
+	if len(rr) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| routes | index (what sluice does) | × the cost at 10 | linear scan (before) |\n|--:|--:|--:|--:|\n")
+	for _, r := range rr {
+		fmt.Fprintf(&b, "| %s | %.0f ns | %.2f× | %s ns |\n", thousands(float64(r.Routes)), r.IndexNS, r.IndexNS/rr[0].IndexNS, thousands(r.ScanNS))
+		if r.HotNS > 0 {
+			fmt.Fprintf(&b, "| %s, traffic on 10 of them | %.0f ns | %.2f× | |\n", thousands(float64(r.Routes)), r.HotNS, r.HotNS/rr[0].IndexNS)
+		}
+	}
+	return b.String()
+}
+
+func keysTable(kr []keysResult) string {
+	if len(kr) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| max_keys | distinct keys sent | buckets held after | live heap growth | per bucket held | per request |\n|--:|--:|--:|--:|--:|--:|\n")
+	for _, k := range kr {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.0f B | %.0f ns |\n", thousands(float64(k.MaxKeys)), thousands(float64(k.Sent)),
+			thousands(float64(k.Held)), mib(k.HeapDelta), k.PerKey, k.NSPerReq)
+	}
+	return b.String()
+}
+
+func shareTable(ss []cpuShare) string {
+	var b strings.Builder
+	b.WriteString("| where | share of CPU samples |\n|---|--:|\n")
+	for _, s := range ss {
+		fmt.Fprintf(&b, "| %s | %.1f %% |\n", s.What, s.Share)
+	}
+	return b.String()
+}
+
+// findOverload returns the row of proxy at factor, or nil.
+func findOverload(rows []overloadRow, proxy string, factor float64) *overloadRow {
+	for i := range rows {
+		if rows[i].Proxy == proxy && rows[i].Factor == factor && rows[i].Res != nil {
+			return &rows[i]
+		}
+	}
+	return nil
+}
+
+func findOverhead(rows []overheadRow, target string) (wrkResult, bool) {
+	for _, r := range rows {
+		if r.Target == target && len(r.Runs) > 0 {
+			m, _ := medianRun(r.Runs)
+			return m, true
+		}
+	}
+	return wrkResult{}, false
+}
+
+// checks judges the run against issue 7's targets.
+func checks(r *results) []check {
+	var cs []check
+	var rss []int64
+	for _, f := range []float64{2, 5, 10} {
+		row := findOverload(r.Overload, "sluice", f)
+		if row == nil {
+			continue
+		}
+		res := row.Res
+		rss = append(rss, row.RSS)
+		cs = append(cs,
+			check{fmt.Sprintf("overload %g×: goodput ≥ 95 %% of capacity", f), fmt.Sprintf("%.1f %%", 100*res.Goodput()/capacityRPS), res.Goodput() >= 0.95*capacityRPS},
+			check{fmt.Sprintf("overload %g×: refusal p99 ≤ 5 ms", f), ms(res.RejP99), res.RejP99 <= 5*time.Millisecond},
+			check{fmt.Sprintf("overload %g×: every refusal has Retry-After", f), fmt.Sprintf("%d of %d", res.RetryHint, res.Rejected), res.RetryHint == res.Rejected},
+			check{fmt.Sprintf("overload %g×: 0 lost", f), fmt.Sprint(res.Lost), res.Lost == 0},
+			check{fmt.Sprintf("overload %g×: admitted p99 ≤ 150 ms", f), ms(res.OKP99), res.OKP99 <= 150*time.Millisecond},
+		)
+	}
+	if len(rss) == 3 {
+		growth := float64(rss[2]) / float64(rss[0])
+		cs = append(cs, check{"overload: RSS flat from 2× to 10×", fmt.Sprintf("%s → %s → %s", mib(rss[0]), mib(rss[1]), mib(rss[2])), growth <= 1.25})
+	}
+	sl, ok1 := findOverhead(r.Overhead, "sluice")
+	cd, ok2 := findOverhead(r.Overhead, "Caddy")
+	hp, ok3 := findOverhead(r.Overhead, "HAProxy")
+	if ok1 && ok2 {
+		cs = append(cs, check{"overhead: throughput ≥ 1.5× Caddy's", fmt.Sprintf("%.2f× (%s vs %s req/s)", sl.RPS/cd.RPS, thousands(sl.RPS), thousands(cd.RPS)), sl.RPS >= 1.5*cd.RPS})
+	}
+	if ok1 && ok3 {
+		cs = append(cs, check{"overhead: p99 no worse than HAProxy's", fmt.Sprintf("%s vs %s", ms(sl.P99), ms(hp.P99)), sl.P99 <= hp.P99})
+		cs = append(cs, check{"overhead (long-term goal): HAProxy's throughput", fmt.Sprintf("%.0f %% of it", 100*sl.RPS/hp.RPS), sl.RPS >= hp.RPS})
+	}
+	if len(r.Routing) == 3 {
+		ratio := r.Routing[2].IndexNS / r.Routing[0].IndexNS
+		cs = append(cs, check{"routing: 10 000 routes ≤ 2× the cost at 10", fmt.Sprintf("%.2f× (%.0f ns vs %.0f ns)", ratio, r.Routing[2].IndexNS, r.Routing[0].IndexNS), ratio <= 2})
+	}
+	return cs
+}
+
+func proxiesIn(rows []overloadRow) []string {
+	var names []string
+	for _, r := range rows {
+		if !slices.Contains(names, r.Proxy) {
+			names = append(names, r.Proxy)
+		}
+	}
+	return names
+}
+
+func overloadP99Chart(rows []overloadRow, timeout time.Duration) string {
+	c := lineChart{
+		Title:  "p99 latency of requests not refused, against offered load",
+		XLabel: fmt.Sprintf("offered load (× capacity of %s req/s), open loop", thousands(capacityRPS)),
+		YLabel: fmt.Sprintf("p99 latency (log scale; a lost request counts as the %v timeout)", timeout),
+		X:      axis{min: 0.4, max: 12, log: true},
+		Y:      axis{min: 5, max: 5000, log: true},
+		XTicks: []float64{0.5, 1, 2, 5, 10},
+		YTicks: []float64{5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
+		XFmt:   func(v float64) string { return fmt.Sprintf("%g×", v) },
+		YFmt: func(v float64) string {
+			if v >= 1000 {
+				return fmt.Sprintf("%g s", v/1000)
+			}
+			return fmt.Sprintf("%g ms", v)
+		},
+		VLine: 1, VLineLabel: "capacity",
+	}
+	for _, name := range proxiesIn(rows) {
+		s := series{Name: name, Color: peerColor(name), Width: 2}
+		if name == "sluice" {
+			s.Width = 4
+		}
+		for _, r := range rows {
+			if r.Proxy != name || r.Res == nil {
+				continue
+			}
+			if r.Res.HasAnswered {
+				s.Points = append(s.Points, [2]float64{r.Factor, float64(r.Res.AnsweredP99) / float64(time.Millisecond)})
+			}
+		}
+		c.Series = append(c.Series, s)
+	}
+	return c.svg()
+}
+
+func goodputChart(rows []overloadRow) string {
+	c := lineChart{
+		Title:  "Goodput (2xx answers per second) against offered load",
+		XLabel: fmt.Sprintf("offered load (× capacity of %s req/s), open loop", thousands(capacityRPS)),
+		YLabel: "2xx answers per second",
+		X:      axis{min: 0.4, max: 12, log: true},
+		Y:      axis{min: 0, max: 1200},
+		XTicks: []float64{0.5, 1, 2, 5, 10},
+		YTicks: []float64{0, 200, 400, 600, 800, 1000, 1200},
+		XFmt:   func(v float64) string { return fmt.Sprintf("%g×", v) },
+		YFmt:   func(v float64) string { return thousands(v) },
+		VLine:  1, VLineLabel: "capacity",
+	}
+	for _, name := range proxiesIn(rows) {
+		s := series{Name: name, Color: peerColor(name), Width: 2}
+		if name == "sluice" {
+			s.Width = 4
+		}
+		for _, r := range rows {
+			if r.Proxy == name && r.Res != nil {
+				s.Points = append(s.Points, [2]float64{r.Factor, math.Min(r.Res.Goodput(), 1200)})
+			}
+		}
+		c.Series = append(c.Series, s)
+	}
+	return c.svg()
+}
+
+func overheadChart(rows []overheadRow) string {
+	var bars []bar
+	for _, r := range rows {
+		m, _ := medianRun(r.Runs)
+		bars = append(bars, bar{Label: r.Target, Value: m.RPS, Note: "p99 " + ms(m.P99), Color: peerColor(r.Target)})
+	}
+	return barChart("Overhead: requests/s through each proxy (wrk, 64 connections, fast upstream)", "req/s", bars)
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The synthetic upstreams and the plain httputil.ReverseProxy baseline run
+// as child processes of the harness (the harness binary started again with
+// -role), so that each has its own CPU and memory figures and none shares a
+// garbage collector with the load generator.
+
+// bodySize is the answer body of both upstreams: small, so the figures are
+// about per-request cost rather than bandwidth.
+const bodySize = 128
+
+// upstreamHandler serves a fixed small body. With slots > 0 it is a service
+// of limited capacity: at most slots requests are served at once, each for
+// service time; the rest wait their turn in arrival order, as requests
+// queue for a worker pool or in an accept backlog. A waiting request whose
+// client (the proxy) gives up leaves the line, the friendliest case for a
+// proxy that does not bound its queue.
+func upstreamHandler(slots int, service time.Duration) http.Handler {
+	body := []byte(strings.Repeat("x", bodySize))
+	hdr := []string{"text/plain"}
+	var sem chan struct{}
+	if slots > 0 {
+		sem = make(chan struct{}, slots)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sem != nil {
+			select {
+			case sem <- struct{}{}: // Go queues blocked senders in FIFO order
+			case <-r.Context().Done():
+				return
+			}
+			time.Sleep(service)
+			<-sem
+		}
+		w.Header()["Content-Type"] = hdr
+		w.Write(body)
+	})
+}
+
+// serveRole runs a child role until its stdin closes (the harness is gone
+// or done with it) or life passes, whichever is first: a child never
+// outlives the run that started it.
+func serveRole(ln net.Listener, h http.Handler, life time.Duration) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		srv.Close()
+	}()
+	t := time.AfterFunc(life, func() { srv.Close() })
+	defer t.Stop()
+	fmt.Println(ln.Addr().String()) // the harness waits for this line
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func runUpstreamRole(listen string, slots int, service, life time.Duration) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	if slots == 0 {
+		return serveFast(ln, life)
+	}
+	return serveRole(ln, upstreamHandler(slots, service), life)
+}
+
+// serveFast is the fast upstream: a minimal HTTP/1.1 responder that answers
+// every request on a connection with the same fixed response, written in
+// one syscall, with no per-request allocation. net/http would spend more
+// CPU per request than some of the proxies under test, and on a machine of
+// two cores the CPU the upstream takes is CPU the proxy does not get: the
+// cheaper the upstream, the more the figures are about the proxy.
+//
+// It reads each request's head up to the blank line and skips a
+// Content-Length body; the benchmark sends only GETs, and anything it does
+// not understand (chunked request bodies) closes the connection.
+func serveFast(ln net.Listener, life time.Duration) error {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(bodySize) +
+		"\r\n\r\n" + strings.Repeat("x", bodySize))
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		ln.Close()
+	}()
+	t := time.AfterFunc(life, func() { ln.Close() })
+	defer t.Stop()
+	fmt.Println(ln.Addr().String())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return nil // closed: stdin gone or life over
+		}
+		go serveFastConn(c, resp, life)
+	}
+}
+
+func serveFastConn(c net.Conn, resp []byte, life time.Duration) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(life))
+	br := bufio.NewReaderSize(c, 8192)
+	for {
+		var length int64
+		keep := true
+		line, err := br.ReadSlice('\n') // request line
+		if err != nil {
+			return
+		}
+		if bytes.HasSuffix(bytes.TrimRight(line, "\r\n"), []byte("HTTP/1.0")) {
+			keep = false
+		}
+		for {
+			line, err = br.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			line = bytes.TrimRight(line, "\r\n")
+			if len(line) == 0 {
+				break
+			}
+			name, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimSpace(value)
+			switch {
+			case bytes.EqualFold(name, []byte("Content-Length")):
+				if length, err = strconv.ParseInt(string(value), 10, 64); err != nil || length < 0 {
+					return
+				}
+			case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+				return
+			case bytes.EqualFold(name, []byte("Connection")):
+				if bytes.EqualFold(value, []byte("close")) {
+					keep = false
+				} else if bytes.EqualFold(value, []byte("keep-alive")) {
+					keep = true
+				}
+			}
+		}
+		if _, err := br.Discard(int(length)); err != nil {
+			return
+		}
+		if _, err := c.Write(resp); err != nil || !keep {
+			return
+		}
+	}
+}
+
+// runPlainProxyRole is the baseline without backpressure: the standard
+// library's ReverseProxy with a pool big enough never to be the limit, as
+// a Go service that proxies with no admission control would be.
+func runPlainProxyRole(listen, target string, life time.Duration) error {
+	u, err := url.Parse(target)
+	if err != nil {
+		return err
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 4096,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	rp.ErrorLog = nil
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, context.Canceled) {
+			return // the client left
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	return serveRole(ln, rp, life)
+}
