@@ -30,6 +30,37 @@ type openLoad struct {
 	Duration time.Duration // counted
 	Timeout  time.Duration // per request, from its scheduled time: then it is lost
 	MaxConns int           // connections held at most; a request waits for one
+	// Variants, when set, are kinds of request sent in turn by weight
+	// (issue 9: priority classes), each with its own header line; results
+	// are then also counted per variant in openResult.ByClass.
+	Variants []reqVariant
+	// OnWindow, when set, is called (in its own goroutine) as the counted
+	// part of the schedule starts: to change the setup mid-run.
+	OnWindow func()
+	// TailFrom, when set, also measures the counted part from this offset
+	// on (openResult.Tail*): how things stand once a change has settled.
+	TailFrom time.Duration
+}
+
+// reqVariant is one kind of request of a mixed load.
+type reqVariant struct {
+	Name   string // as reported
+	Header string // extra header line without CRLF, e.g. "X-Priority: critical"; "" for none
+	Weight int    // share of the requests, relative to the others' weights
+}
+
+// classResult is what one request variant got over the counted part.
+type classResult struct {
+	Name                     string
+	Sent, OK, Rejected, Lost int
+}
+
+// SuccessRate is the share of the variant's counted requests answered 2xx.
+func (c classResult) SuccessRate() float64 {
+	if c.Sent == 0 {
+		return 0
+	}
+	return float64(c.OK) / float64(c.Sent)
 }
 
 // openResult is what an open-loop run measured over its counted part.
@@ -47,10 +78,18 @@ type openResult struct {
 	Timeouts  int             // of Lost: no full answer within Timeout
 	Errors    int             // of Lost: connection refused, reset or closed early
 	Other     map[int]int     // of Lost: other statuses (502, 504...), by code
-	OKLat     []time.Duration `json:"-"` // latency of each 2xx, from its scheduled time
-	RejLat    []time.Duration `json:"-"` // latency of each refusal
-	Late      time.Duration   // how far the scheduler fell behind at worst
-	Measured  time.Duration
+	OKLat     []time.Duration `json:"-"`          // latency of each 2xx, from its scheduled time
+	RejLat    []time.Duration `json:"-"`          // latency of each refusal
+	ByClass   []classResult   `json:",omitempty"` // per variant, when the load has Variants
+	// The tail of the counted part (openLoad.TailFrom on): 2xx latencies
+	// of requests scheduled in it, 2xx answers that arrived in it, and its
+	// length.
+	TailOKLat    []time.Duration `json:"-"`
+	TailOKDone   int             `json:",omitempty"`
+	TailMeasured time.Duration   `json:",omitempty"`
+	TailOKP99    time.Duration   `json:",omitempty"`
+	Late         time.Duration   // how far the scheduler fell behind at worst
+	Measured     time.Duration
 
 	// Quantiles, filled in by summarize once the run is over: what the
 	// report and the saved results use.
@@ -66,6 +105,15 @@ func (r *openResult) summarize(timeout time.Duration) {
 	r.OKP50, r.OKP99 = quantile(r.OKLat, 0.5), quantile(r.OKLat, 0.99)
 	r.RejP50, r.RejP99 = quantile(r.RejLat, 0.5), quantile(r.RejLat, 0.99)
 	r.AnsweredP99, r.HasAnswered = p99Answered(r, timeout)
+	r.TailOKP99 = quantile(r.TailOKLat, 0.99)
+}
+
+// TailGoodput is 2xx answers per second over the tail; 0 without one.
+func (r *openResult) TailGoodput() float64 {
+	if r.TailMeasured <= 0 {
+		return 0
+	}
+	return float64(r.TailOKDone) / r.TailMeasured.Seconds()
 }
 
 // p99Answered is the p99 of requests that were not refused, a lost request
@@ -109,13 +157,36 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 // plus the scheduler's lag.
 func runOpen(ctx context.Context, l openLoad) (*openResult, error) {
 	g := &generator{l: l, idle: make(chan *clientConn, l.MaxConns), res: &openResult{Other: map[int]int{}}}
-	g.req = []byte("GET " + l.Path + " HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: sluice-bench\r\n\r\n")
+	vs := l.Variants
+	if len(vs) == 0 {
+		vs = []reqVariant{{Weight: 1}}
+	}
+	var pattern []int // variant of request i is pattern[i%len(pattern)]
+	for vi, v := range vs {
+		hdr := ""
+		if v.Header != "" {
+			hdr = v.Header + "\r\n"
+		}
+		g.reqs = append(g.reqs, []byte("GET "+l.Path+" HTTP/1.1\r\nHost: bench.local\r\nUser-Agent: sluice-bench\r\n"+hdr+"\r\n"))
+		for w := 0; w < max(1, v.Weight); w++ {
+			pattern = append(pattern, vi)
+		}
+	}
+	if len(l.Variants) > 0 {
+		for _, v := range l.Variants {
+			g.res.ByClass = append(g.res.ByClass, classResult{Name: v.Name})
+		}
+	}
 	interval := time.Duration(float64(time.Second) / l.Rate)
 	total := int((l.Warmup + l.Duration) / interval)
 	counted := int(l.Warmup / interval)
 	start := time.Now().Add(10 * time.Millisecond)
 	g.winStart = start.Add(time.Duration(counted) * interval)
 	g.winEnd = start.Add(time.Duration(total) * interval)
+	if l.TailFrom > 0 && l.TailFrom < l.Duration {
+		g.tailStart = g.winStart.Add(l.TailFrom)
+		g.res.TailMeasured = g.winEnd.Sub(g.tailStart)
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < total; i++ {
 		at := start.Add(time.Duration(i) * interval)
@@ -135,7 +206,16 @@ func runOpen(ctx context.Context, l openLoad) (*openResult, error) {
 		if count {
 			g.res.Sent++
 		}
-		wg.Go(func() { g.send(at, count) })
+		if i == counted && l.OnWindow != nil {
+			go l.OnWindow()
+		}
+		vi := pattern[i%len(pattern)]
+		if count && g.res.ByClass != nil {
+			g.mu.Lock()
+			g.res.ByClass[vi].Sent++
+			g.mu.Unlock()
+		}
+		wg.Go(func() { g.send(at, count, vi) })
 	}
 	wg.Wait()
 	g.closeIdle()
@@ -149,11 +229,12 @@ func runOpen(ctx context.Context, l openLoad) (*openResult, error) {
 
 type generator struct {
 	l    openLoad
-	req  []byte
+	reqs [][]byte // by variant
 	idle chan *clientConn
 	open atomic.Int64
 
 	winStart, winEnd time.Time // the counted part of the schedule
+	tailStart        time.Time // its tail (openLoad.TailFrom); zero without one
 
 	mu  sync.Mutex // guards res once the run has started
 	res *openResult
@@ -172,9 +253,9 @@ type outcome struct {
 	timeout   bool
 }
 
-func (g *generator) send(at time.Time, count bool) {
+func (g *generator) send(at time.Time, count bool, vi int) {
 	deadline := at.Add(g.l.Timeout)
-	o := g.do(deadline)
+	o := g.do(deadline, g.reqs[vi])
 	done := time.Now()
 	took := done.Sub(at)
 	g.mu.Lock()
@@ -182,9 +263,25 @@ func (g *generator) send(at time.Time, count bool) {
 	r := g.res
 	if o.err == nil && o.status >= 200 && o.status < 300 && !done.Before(g.winStart) && done.Before(g.winEnd) {
 		r.OKDone++
+		if !g.tailStart.IsZero() && !done.Before(g.tailStart) {
+			r.TailOKDone++
+		}
 	}
 	if !count {
 		return
+	}
+	if r.ByClass != nil {
+		c := &r.ByClass[vi]
+		switch {
+		case o.err != nil:
+			c.Lost++
+		case o.status >= 200 && o.status < 300:
+			c.OK++
+		case o.status == 429 || o.status == 503:
+			c.Rejected++
+		default:
+			c.Lost++
+		}
 	}
 	switch {
 	case o.err != nil:
@@ -197,6 +294,9 @@ func (g *generator) send(at time.Time, count bool) {
 	case o.status >= 200 && o.status < 300:
 		r.OK++
 		r.OKLat = append(r.OKLat, took)
+		if !g.tailStart.IsZero() && !at.Before(g.tailStart) {
+			r.TailOKLat = append(r.TailOKLat, took)
+		}
 	case o.status == 429 || o.status == 503:
 		r.Rejected++
 		r.RejLat = append(r.RejLat, took)
@@ -213,13 +313,13 @@ func (g *generator) send(at time.Time, count bool) {
 // was idle may have been closed by the server meanwhile: if it fails before
 // any byte of the answer, the request is sent once more on a new one, as
 // net/http does for idempotent requests.
-func (g *generator) do(deadline time.Time) outcome {
+func (g *generator) do(deadline time.Time, req []byte) outcome {
 	for attempt := 0; ; attempt++ {
 		cc, reused, err := g.conn(deadline)
 		if err != nil {
 			return outcome{err: err, timeout: isTimeout(err)}
 		}
-		o, started, keep := g.roundTrip(cc, deadline)
+		o, started, keep := g.roundTrip(cc, deadline, req)
 		if keep && o.err == nil {
 			g.idle <- cc
 		} else {
@@ -279,9 +379,9 @@ func isTimeout(err error) bool {
 
 // roundTrip writes the request and reads the answer. started reports that
 // some of the answer arrived; keep that the connection can be reused.
-func (g *generator) roundTrip(cc *clientConn, deadline time.Time) (o outcome, started, keep bool) {
+func (g *generator) roundTrip(cc *clientConn, deadline time.Time, req []byte) (o outcome, started, keep bool) {
 	cc.c.SetDeadline(deadline)
-	if _, err := cc.c.Write(g.req); err != nil {
+	if _, err := cc.c.Write(req); err != nil {
 		return outcome{err: err, timeout: isTimeout(err)}, false, false
 	}
 	if _, err := cc.br.Peek(1); err != nil {

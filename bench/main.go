@@ -17,6 +17,11 @@
 //     profiles.
 //   - scaling: routing cost with 10, 1 000 and 10 000 routes, and memory
 //     with 1 million distinct rate-limit keys.
+//   - sluice9 (issue 9, sluice only, about a minute): priority classes at
+//     5× overload with 10 % critical traffic; adaptive concurrency
+//     (gradient2, aimd) when the upstream's capacity halves mid-run (the
+//     upstream's control endpoint POST /_bench/slots?n=N); the fifo and
+//     codel queue disciplines at sustained 5× overload.
 //
 // The peers are Debian's packages, installed with apt-get when missing,
 // each run in the foreground with its own config on free loopback ports and
@@ -82,7 +87,7 @@ func main() {
 	quick := flag.Bool("quick", false, "short run to check the harness works (about 2 minutes)")
 	out := flag.String("out", "", "directory for BENCHMARKS.md and the charts (default: docs/ of the module, or a temporary directory with -quick)")
 	noInstall := flag.Bool("no-install", false, "do not apt-get install missing peers; skip the scenarios that need them")
-	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling, sluice9); default all")
 	render := flag.Bool("render", false, "rewrite the doc and charts from the saved bench-results.json; run nothing")
 	// Child roles: this binary started again by the harness.
 	role := flag.String("role", "", "internal: run as a child role (upstream, plainproxy, guard, profile)")

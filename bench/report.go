@@ -67,6 +67,7 @@ type docData struct {
 	VsCeiling                                 string // sluice's goodput against the upstream's ceiling
 	VsPlain, VsCaddy, VsHAProxy               string // sluice's overhead throughput against them
 	KeysSent                                  string
+	Sluice9Section                            string // issue 9's section, "" before it has run
 }
 
 func (h *harness) write() error {
@@ -105,6 +106,7 @@ func (h *harness) write() error {
 	}
 	d.VsCeiling = strings.Join(vs, ", ")
 	d.KeysSent = thousands(float64(r.Settings.Keys))
+	d.Sluice9Section = sluice9Section(r.Sluice9, r.Ran["sluice9"])
 	if sl, ok := findOverhead(r.Overhead, "sluice"); ok {
 		ratio := func(target string) string {
 			if o, ok := findOverhead(r.Overhead, target); ok {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -39,7 +40,27 @@ func upstreamHandler(slots int, service time.Duration) http.Handler {
 	if slots > 0 {
 		sem = make(chan struct{}, slots)
 	}
+	var mu sync.Mutex
+	held := 0 // slots taken away by the control endpoint
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The control endpoint (issue 9: capacity changes mid-run):
+		// POST /_bench/slots?n=N lowers the number of slots to N by taking
+		// slots away for good, each as soon as it frees, in line with the
+		// waiting requests. Only lowering is supported.
+		if r.URL.Path == "/_bench/slots" && sem != nil {
+			n, err := strconv.Atoi(r.URL.Query().Get("n"))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || n < 1 || n > slots-held {
+				http.Error(w, "n must be between 1 and the current slots", http.StatusBadRequest)
+				return
+			}
+			for ; slots-held > n; held++ {
+				go func() { sem <- struct{}{} }()
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		if sem != nil {
 			select {
 			case sem <- struct{}{}: // Go queues blocked senders in FIFO order

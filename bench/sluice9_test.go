@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestOpenLoopVariants: requests go out by weight, each with its header,
+// and are counted per variant; the window hook runs once.
+func TestOpenLoopVariants(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Priority") == "critical" {
+			w.Write([]byte("ok"))
+			return
+		}
+		w.WriteHeader(503)
+	}))
+	defer srv.Close()
+	var hooked atomic.Int32
+	res, err := runOpen(context.Background(), openLoad{
+		Addr: strings.TrimPrefix(srv.URL, "http://"), Path: "/", Rate: 400,
+		Warmup: 50 * time.Millisecond, Duration: 250 * time.Millisecond, Timeout: 10 * time.Second, MaxConns: 16,
+		Variants: []reqVariant{{Name: "critical", Header: "X-Priority: critical", Weight: 1}, {Name: "sheddable", Header: "X-Priority: sheddable", Weight: 9}},
+		OnWindow: func() { hooked.Add(1) },
+		TailFrom: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.ByClass) != 2 {
+		t.Fatalf("by class: %+v", res.ByClass)
+	}
+	c, s := res.ByClass[0], res.ByClass[1]
+	if c.Sent+s.Sent != res.Sent || c.Sent != 10 || s.Sent != 90 {
+		t.Errorf("sent %d critical + %d sheddable of %d, want 10 + 90", c.Sent, s.Sent, res.Sent)
+	}
+	if c.OK != c.Sent || s.Rejected != s.Sent || c.SuccessRate() != 1 || s.SuccessRate() != 0 {
+		t.Errorf("by class: %+v", res.ByClass)
+	}
+	if hooked.Load() != 1 {
+		t.Errorf("window hook ran %d times", hooked.Load())
+	}
+	if len(res.TailOKLat) == 0 || len(res.TailOKLat) >= res.OK || res.TailMeasured != 150*time.Millisecond {
+		t.Errorf("tail: %d of %d answers, %v", len(res.TailOKLat), res.OK, res.TailMeasured)
+	}
+}
+
+// TestUpstreamSlotsLowered: the control endpoint lowers the capacity
+// upstream's slots at runtime.
+func TestUpstreamSlotsLowered(t *testing.T) {
+	srv := httptest.NewServer(upstreamHandler(2, 50*time.Millisecond))
+	defer srv.Close()
+	took := func() time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Go(func() {
+				resp, err := http.Get(srv.URL + "/")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	if d := took(); d >= 95*time.Millisecond {
+		t.Fatalf("two requests on two slots took %v", d)
+	}
+	if err := setUpstreamSlots(strings.TrimPrefix(srv.URL, "http://"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if d := took(); d < 95*time.Millisecond {
+		t.Errorf("two requests on one slot took %v, want two service times", d)
+	}
+	if err := setUpstreamSlots(strings.TrimPrefix(srv.URL, "http://"), 2); err == nil {
+		t.Error("raising the slots was accepted")
+	}
+}
