@@ -59,19 +59,25 @@ func startSluice(h *harness, m mode, upstream string) (*proc, string, error) {
 // startSluiceWith runs the sluice binary as `sluice run` with a config for
 // m, the access log on or off, and extra environment (GOGC=...).
 func startSluiceWith(h *harness, m mode, upstream string, accessLog bool, env []string) (*proc, string, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	admin, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
 	route := `    rate_limit: {rps: 1000000000, burst: 1000000000}
     bulkhead: {max_concurrent: 100000}`
 	if m == overload {
 		route = fmt.Sprintf(`    bulkhead: {max_concurrent: %d}
     queue: {max_depth: %d, max_wait: %dms}`, capSlots, capQueue, capWaitMS)
+	}
+	p, addr, _, err := runSluice(h, "sluice", upstream, route, accessLog, env)
+	return p, addr, err
+}
+
+// runSluice runs the sluice binary as `sluice run` on free loopback ports,
+// with one route "bench" to upstream whose settings are route (YAML lines
+// indented for the route); name names its config and log in h.tmp.
+func runSluice(h *harness, name, upstream, route string, accessLog bool, env []string) (p *proc, addr, admin string, err error) {
+	if addr, err = freePort(); err != nil {
+		return nil, "", "", err
+	}
+	if admin, err = freePort(); err != nil {
+		return nil, "", "", err
 	}
 	cfg := fmt.Sprintf(`server:
   listen: %q
@@ -88,15 +94,15 @@ routes:
     upstream: up
 %s
 `, addr, accessLog, admin, upstream, route)
-	path := filepath.Join(h.tmp, "sluice.yaml")
+	path := filepath.Join(h.tmp, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	p, err := startGuarded("sluice", filepath.Join(h.tmp, "sluice.log"), h.sluiceBin, []string{"run", "-config", path}, append(env, h.sluiceEnv...))
+	p, err = startGuarded(name, filepath.Join(h.tmp, name+".log"), h.sluiceBin, []string{"run", "-config", path}, append(env, h.sluiceEnv...))
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return p, addr, nil
+	return p, addr, admin, nil
 }
 
 func startNginx(h *harness, m mode, upstream string) (*proc, string, error) {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -179,36 +177,7 @@ func setUpstreamSlots(upstream string, n int) error {
 // startSluiceRoute runs sluice with one route to upstream whose admission
 // settings are route (YAML lines indented for the route).
 func startSluiceRoute(h *harness, upstream, route string) (p *proc, addr, admin string, err error) {
-	if addr, err = freePort(); err != nil {
-		return nil, "", "", err
-	}
-	if admin, err = freePort(); err != nil {
-		return nil, "", "", err
-	}
-	cfg := fmt.Sprintf(`server:
-  listen: %q
-  access_log: false
-admin:
-  listen: %q
-upstreams:
-  - name: up
-    targets: ["http://%s"]
-    max_idle_conns: 1024
-routes:
-  - name: bench
-    match: {path_prefix: /}
-    upstream: up
-%s
-`, addr, admin, upstream, route)
-	path := filepath.Join(h.tmp, "sluice9.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return nil, "", "", err
-	}
-	p, err = startGuarded("sluice", filepath.Join(h.tmp, "sluice9.log"), h.sluiceBin, []string{"run", "-config", path}, h.sluiceEnv)
-	if err != nil {
-		return nil, "", "", err
-	}
-	return p, addr, admin, nil
+	return runSluice(h, "sluice9", upstream, route, false, nil)
 }
 
 // concurrencyLimit reads sluice_concurrency_limit of the bench route from
