@@ -14,10 +14,12 @@ const (
 	timeoutFactor = 5
 )
 
-// NewAIMD returns a limiter that adds one to the limit for each good sample
-// while the limit is in use, and multiplies it by 0.9 for each sample that
-// was dropped, took over 5× the no-load rtt, or found the short-term rtt
-// over 1.5× the no-load rtt. It panics if o does not Validate.
+// NewAIMD returns a limiter that, once per round of samples, adds one to the
+// limit while the limit is in use, and multiplies it by 0.9 when the
+// short-term rtt is over 1.5× the no-load rtt or a sample was dropped or
+// took over 5× the no-load rtt (those at once). Samples of requests that
+// started before the limit last changed are not counted. It panics if o
+// does not Validate.
 func NewAIMD(o Options) Limiter {
 	o.mustValidate()
 	a := &aimd{min: o.Min, max: o.Max, limit: o.Initial}
@@ -46,6 +48,7 @@ func (a *aimd) OnSample(now time.Time, rtt time.Duration, inflight int, dropped 
 	if a.limit == old {
 		return old, false
 	}
+	a.b.changed(now)
 	a.cur.Store(int64(a.limit))
 	return a.limit, true
 }
@@ -62,21 +65,32 @@ func (a *aimd) updateLocked(now time.Time, rtt time.Duration, inflight int, drop
 		return l
 	case !a.b.known:
 		return a.probeLocked(now)
+	case !a.b.settled(now):
+		return l // it ran under an earlier limit: no evidence about this one
+	case dropped:
+		return a.backoff() // at once: the next cut needs a request admitted after this one
 	}
-	if !dropped {
-		a.b.sample(now, rtt, 2*inflight >= l)
-		if a.b.stale(l <= a.probeLevel()) {
-			return a.probeLocked(now)
-		}
+	saturated := 2*inflight >= l
+	a.b.sample(now, rtt, saturated)
+	if a.b.stale(l <= a.probeLevel()) {
+		return a.probeLocked(now)
 	}
-	switch {
-	case dropped || float64(rtt) > timeoutFactor*a.b.noLoad || a.b.queueing():
-		return max(a.min, int(float64(l)*backoffRatio))
-	case 2*inflight >= l: // the limit is in use, so it may grow
+	if float64(rtt) > timeoutFactor*a.b.noLoad {
+		return a.backoff()
+	}
+	switch done, roundSaturated := a.b.endRound(saturated); {
+	case !done:
+		return l
+	case a.b.queueing():
+		return a.backoff()
+	case roundSaturated: // the limit is in use, so it may grow
 		return min(a.max, l+1)
 	}
 	return l
 }
+
+// backoff is the limit cut by backoffRatio.
+func (a *aimd) backoff() int { return max(a.min, int(float64(a.limit)*backoffRatio)) }
 
 // probeLocked starts a probe of the no-load rtt and returns the limit to
 // run it at.

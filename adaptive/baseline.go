@@ -33,6 +33,10 @@ const (
 	// probe's own concurrency: backing off further cannot help, so
 	// whatever latency the upstream shows there is its no-load latency.
 	probeFloorAfter = time.Second
+	// roundSamples is how many fresh samples a round takes: the limit is
+	// decided once per round (Netflix WindowedLimit's default window
+	// size).
+	roundSamples = 10
 )
 
 // ewmaFactor is Netflix ExpAvgMeasurement's weight for a window of n samples.
@@ -57,6 +61,14 @@ type baseline struct {
 
 	last    time.Time     // when the previous sample finished
 	offBand time.Duration // time out of band minus time in band, >= 0
+
+	// Rounds: a limit change shows in latency only about one rtt after
+	// it, so samples that finish within the short-term rtt of changedAt
+	// are not counted, and the limit is decided once per round of
+	// roundSamples counted samples.
+	changedAt time.Time
+	round     int // fresh samples in this round
+	roundSat  int // of them, saturated
 
 	probing    bool
 	probeStart time.Time // samples of requests started before it are ignored
@@ -98,6 +110,43 @@ func (b *baseline) probeSample(now time.Time, rtt time.Duration, dropped bool) (
 	b.offBand = 0
 	b.probing = false
 	return b.saved, true
+}
+
+// changed records that the owner's limit changed at now: a new round starts,
+// of requests admitted under the new limit.
+func (b *baseline) changed(now time.Time) {
+	b.changedAt = now
+	b.round, b.roundSat = 0, 0
+}
+
+// settled reports whether a sample finishing at now tells of the current
+// limit: the short-term rtt has passed since it changed, so the requests
+// in flight were mostly admitted under it. It is a hold-off by time, not
+// a filter on each request's start: of the requests admitted after a
+// change, the first to finish are the fastest, and a round of them alone
+// would read the latency low. (A clock that steps back moves changedAt
+// back with it, so that samples are not ignored until it catches up.)
+func (b *baseline) settled(now time.Time) bool {
+	if now.Before(b.changedAt) {
+		b.changedAt = now
+	}
+	return now.Sub(b.changedAt) >= time.Duration(b.short)
+}
+
+// endRound counts one fresh sample towards the round and reports whether
+// the round is complete, and then whether most of its samples were
+// saturated; a complete round starts the next one.
+func (b *baseline) endRound(saturated bool) (done, roundSaturated bool) {
+	b.round++
+	if saturated {
+		b.roundSat++
+	}
+	if b.round < roundSamples {
+		return false, false
+	}
+	roundSaturated = 2*b.roundSat >= b.round
+	b.round, b.roundSat = 0, 0
+	return true, roundSaturated
 }
 
 // sample feeds one finished, not dropped request (rtt > 0) to the averages.

@@ -17,14 +17,31 @@
 // Both algorithms read two averages of the rtt, kept by baseline:
 //
 //	short   EWMA over 10 samples (factor 2/(n+1), Netflix ExpAvgMeasurement):
-//	        what the upstream does now. It stands in for Netflix's
-//	        WindowedLimit, whose windows need at least 10 samples.
+//	        what the upstream does now.
 //	noLoad  what the upstream does when we are not queueing at it: Netflix's
 //	        long-term rtt (EWMA over 600 samples), measured and kept honest
 //	        as Envoy keeps its minRTT (below).
 //
 // The upstream counts as queueing when short > tolerance × noLoad, with
 // tolerance = 1.5 (Netflix Gradient2Limit's rttTolerance).
+//
+// # Rounds
+//
+// The limit is decided once per round, not per sample, like Netflix's
+// WindowedLimit (windows of at least 10 samples) and Envoy's sampling
+// window. A round is 10 counted samples; after the limit changes, samples
+// that finish within one short-term rtt of the change are not counted: they
+// are of requests admitted under the old limit, and mostly show its
+// latency. Without that hold-off, each of the requests in flight when the
+// latency rose would cut the limit again: on a real upstream whose capacity
+// halved, a per-sample AIMD fell to Min and lost half of the goodput, and
+// a per-sample Gradient2 swung between 10 and 40 every second. The hold-off
+// is by time, not by each request's start: of the requests admitted after
+// a change the fastest finish first, and a round of them alone would read
+// the latency low (in the noisy simulation the limit crept up to 2-3C that
+// way). Dropped samples (and AIMD's 5× timeouts) cut at once, without
+// waiting for the round, but the hold-off applies to them as well: one cut
+// per round trip, as TCP halves its window once per window of losses.
 //
 // # Keeping noLoad honest
 //
@@ -77,35 +94,37 @@
 //
 // After Netflix AIMDLimit:
 //
-//	drop = dropped || rtt > 5 × noLoad || short > 1.5 × noLoad
-//	if drop:                      limit = max(Min, floor(limit × 0.9))
-//	else if 2×inflight ≥ limit:   limit = min(Max, limit + 1)
+//	at a sample:      if dropped || rtt > 5 × noLoad:  limit = max(Min, floor(limit × 0.9))
+//	at a round's end: if short > 1.5 × noLoad:          limit = max(Min, floor(limit × 0.9))
+//	                  else if most samples had 2×inflight ≥ limit:
+//	                                                    limit = min(Max, limit + 1)
 //
 // The backoff ratio 0.9 and the growth condition (the limit grows only while
-// in use) are Netflix's. Netflix's latency guard is a fixed 5 s timeout; here
-// it is 5 × noLoad, and a second, smoothed guard compares short with the
+// in use) are Netflix's; the increase is one per round (TCP's additive
+// increase of one per round trip) where Netflix adds one per sample.
+// Netflix's latency guard is a fixed 5 s timeout; here it is 5 × noLoad, and a second, smoothed guard compares short with the
 // Gradient2 tolerance. The first catches a single stalled request, the
 // second a standing queue, and only the second makes AIMD settle near the
 // upstream's capacity: with rtt = service × inflight/capacity beyond
 // capacity C, the 5× guard alone would let the limit sit near 5C. With both,
 // the limit saw-tooths between about 0.9 × 1.5C and 1.5C.
 //
-// Every drop cuts the limit and every good sample adds one, as in Netflix's
-// AIMDLimit, so AIMD reacts within a few samples but follows noise: with
-// heavy-tailed latency (p99 ≈ 10× the median) it cuts often and its
-// goodput suffers. Prefer Gradient2, which weighs latency proportionally.
+// AIMD cuts by a fixed ratio whatever the size of the latency rise, and
+// grows back by one per round: after a deep cut (a probe, a capacity
+// change) it takes about one round per slot to grow back. Prefer
+// Gradient2, which weighs latency proportionally.
 //
 // # Gradient2
 //
-// After Netflix Gradient2Limit, per sample (Netflix and Envoy update per
-// window; the 10-sample short average plays the window's role):
+// After Netflix Gradient2Limit, once per round:
 //
-//	if dropped:                 limit = max(Min, floor(limit × 0.9))
-//	else if 2×inflight < limit: unchanged (app-limited: no evidence)
-//	else:
-//	    gradient = clamp(1.5 × noLoad / short, 0.5, 1)
-//	    newLimit = limit × gradient + sqrt(limit)
-//	    limit    = clamp(limit × 0.8 + newLimit × 0.2, Min, Max)
+//	at a sample:      if dropped: limit = max(Min, floor(limit × 0.9))
+//	at a round's end: if most samples had 2×inflight < limit: unchanged
+//	                  (app-limited: no evidence)
+//	                  else:
+//	                      gradient = clamp(1.5 × noLoad / short, 0.5, 1)
+//	                      newLimit = limit × gradient + sqrt(limit)
+//	                      limit    = clamp(limit × 0.8 + newLimit × 0.2, Min, Max)
 //
 // The gradient, its bounds, the tolerance 1.5 and the smoothing 0.2 are
 // Netflix's (Envoy's formula is the same gradient with a 25% buffer in

@@ -14,6 +14,11 @@ const (
 	// minGradient bounds how far one sample can cut the estimate (Netflix
 	// Gradient2Limit; Envoy's gradient controller).
 	minGradient = 0.5
+	// floorLevel: below floorLevel × the probe level the limit counts as
+	// at its floor. At the gradient's floor the limit tends to the fixed
+	// point of L = 0.5L + sqrt(L), 4, but only from above, more slowly
+	// as it nears it.
+	floorLevel = 1.5
 )
 
 // queueSize is the headroom the limit grows by while latency is within
@@ -53,6 +58,7 @@ func (g *gradient2) OnSample(now time.Time, rtt time.Duration, inflight int, dro
 	if l == old {
 		return old, false
 	}
+	g.b.changed(now)
 	g.cur.Store(int64(l))
 	return l, true
 }
@@ -69,18 +75,20 @@ func (g *gradient2) updateLocked(now time.Time, rtt time.Duration, inflight int,
 		return est
 	case !g.b.known:
 		return g.probeLocked(now)
+	case !g.b.settled(now):
+		return est // it ran under an earlier limit: no evidence about this one
 	case dropped:
 		// Netflix's Gradient2Limit ignores drops, and a fast 503 would even
-		// read as good latency. Back off as AIMD does instead.
+		// read as good latency. Back off as AIMD does instead, at once.
 		return math.Max(g.min, math.Floor(est*backoffRatio))
 	}
-	in := float64(inflight)
-	g.b.sample(now, rtt, 2*in >= est)
-	if g.b.stale(est < g.probeLevel()+1) {
+	saturated := 2*float64(inflight) >= est
+	g.b.sample(now, rtt, saturated)
+	if g.b.stale(est < floorLevel*g.probeLevel()) {
 		return g.probeLocked(now)
 	}
-	if 2*in < est {
-		return est // app-limited: the latency says nothing about this limit
+	if done, roundSaturated := g.b.endRound(saturated); !done || !roundSaturated {
+		return est // mid-round, or app-limited: the latency says nothing about this limit
 	}
 	grad := clamp(tolerance*g.b.noLoad/g.b.short, minGradient, 1)
 	n := est*grad + queueSize(est)

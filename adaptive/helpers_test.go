@@ -61,6 +61,21 @@ func (d *driver) until(max int, rtt time.Duration, what string, cond func(limit 
 	return 0
 }
 
+// within feeds samples of rtt with every slot in use until cond holds of
+// the limit, and returns the fake time it took; it fails the test after
+// max of fake time.
+func (d *driver) within(max time.Duration, rtt time.Duration, what string, cond func(limit int) bool) time.Duration {
+	d.t.Helper()
+	start := d.now
+	for d.now.Sub(start) <= max {
+		if cond(d.sample(rtt, d.l.Limit(), false)) {
+			return d.now.Sub(start)
+		}
+	}
+	d.t.Fatalf("limit %d after %v of samples of %v: never %s", d.l.Limit(), max, rtt, what)
+	return 0
+}
+
 // warm runs the first probe at rtt and checks that the limit is back at
 // o.Initial afterwards.
 func (d *driver) warm(rtt time.Duration, o Options) {
