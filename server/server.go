@@ -76,6 +76,7 @@ type Server struct {
 
 	proxySrv *http.Server
 	adminSrv *http.Server
+	guard    *framingGuard // HTTP/1 framing checks on the proxy listeners
 	proxyLn  net.Listener
 	https    *tlsFrontend // nil without a tls block
 	adminLn  net.Listener
@@ -138,7 +139,14 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	}, []string{"result"})
 	s.reloads.WithLabelValues("success")
 	s.reloads.WithLabelValues("error")
-	reg.MustRegister(p.Collector(), s.reloads,
+	s.guard = newFramingGuard(cfg.Server.MaxHeaderBytes, func(remote net.Addr) {
+		log.Warn("refused a request with both Content-Length and Transfer-Encoding (400, connection closed)", "remote", remote.String())
+	})
+	framingRefused := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_http_framing_rejected_total",
+		Help: "HTTP/1 requests refused with 400 for carrying both Content-Length and Transfer-Encoding.",
+	}, func() float64 { return float64(s.guard.rejected.Load()) })
+	reg.MustRegister(p.Collector(), s.reloads, framingRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.admin = admin.New(admin.Options{
 		Ready:   s.Ready,
@@ -151,7 +159,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.proxySrv = &http.Server{
-		Handler:           p,
+		Handler:           closeRefusedUpgrades(p),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
@@ -163,7 +171,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		if s.https, err = newTLSFrontend(cfg.TLS, s.proxySrv, log); err != nil {
 			return nil, err
 		}
-		s.proxySrv.Handler = s.https.plainHandler(p) // ACME challenges, redirect_http
+		s.proxySrv.Handler = closeRefusedUpgrades(s.https.plainHandler(p)) // ACME challenges, redirect_http
 	}
 	s.adminSrv = &http.Server{
 		Handler:           s.admin,
@@ -196,7 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.https != nil {
 		// Serves both proxy listeners (gated) while ACME certificates are
 		// obtained; fails, with both closed, if they cannot be.
-		if err := s.https.start(ctx, s.proxySrv, s.proxyLn, s.serve); err != nil {
+		if err := s.https.start(ctx, s.proxySrv, s.proxyLn, s.guard, s.serve); err != nil {
 			s.adminLn.Close()
 			return fmt.Errorf("tls: %w", err)
 		}
@@ -217,7 +225,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	if s.https == nil {
-		go s.serve(s.proxySrv, s.proxyLn)
+		go s.serve(s.proxySrv, s.guard.listener(s.proxyLn))
 	}
 	go s.serve(s.adminSrv, s.adminLn)
 	s.https.openGate()

@@ -64,7 +64,7 @@ type tlsFrontend struct {
 	log   *slog.Logger
 	certs certSource
 	srv   *http.Server
-	ln    net.Listener // bound by start; srv reads it through tls.NewListener
+	ln    net.Listener // bound by start; srv reads it through tls.NewListener and the framing guard
 
 	// open is set once Start has every certificate. Until then both
 	// listeners answer ACME challenges and nothing else.
@@ -183,7 +183,7 @@ func (f *tlsFrontend) redirect(w http.ResponseWriter, r *http.Request) {
 // server on plainLn and the HTTPS server, then waits (within ctx) until
 // every certificate is there. On error nothing is left serving: both
 // servers are closed, plainLn with them.
-func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, serve func(*http.Server, net.Listener)) error {
+func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, guard *framingGuard, serve func(*http.Server, net.Listener)) error {
 	ln, err := net.Listen("tcp", f.cfg.Listen)
 	if err != nil {
 		plainLn.Close()
@@ -204,8 +204,8 @@ func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net
 		// http.Server speaks HTTP/2 on connections that negotiated h2.
 		NextProtos: append([]string{"h2", "http/1.1"}, f.certs.alpn()...),
 	}
-	go serve(plain, plainLn)
-	go serve(f.srv, tls.NewListener(ln, tc))
+	go serve(plain, guard.listener(plainLn))
+	go serve(f.srv, guard.tlsListener(tls.NewListener(ln, tc), f.srv.ReadHeaderTimeout))
 	if err := f.certs.ready(ctx); err != nil {
 		plain.Close()
 		f.srv.Close()
