@@ -42,7 +42,8 @@ type Upstream struct {
 	targets  []*Target
 	healthy  atomic.Pointer[[]*Target] // snapshot of the targets in rotation
 	balancer Balancer
-	tr       *http.Transport
+	tr       *http.Transport // for health checks, and what h1 hands on
+	h1       *h1Transport    // forwards requests: the common ones itself
 	rp       *httputil.ReverseProxy
 	health   *healthChecker   // nil without health_check
 	br       *breaker.Breaker // nil without breaker
@@ -122,10 +123,11 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 	}
 	u.refreshHealthy()
 	u.tr = newTransport(c, u.targets)
+	u.h1 = newH1Transport(u.tr, c.MaxIdleConns, c.ResponseHeaderTimeout)
 	u.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		ModifyResponse: recordStatus,
-		Transport:      u.tr,
+		Transport:      u.h1,
 		BufferPool:     bufferPool{},
 		ErrorHandler:   errorHandler,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -211,7 +213,7 @@ func (u *Upstream) refreshHealthy() {
 }
 
 func (u *Upstream) close() {
-	u.tr.CloseIdleConnections()
+	u.h1.CloseIdleConnections()
 }
 
 // bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy,

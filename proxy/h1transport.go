@@ -1,0 +1,401 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Transport forwards the common request — HTTP/1.1 to a plain http://
+// target, no request body, no upgrade — in the calling goroutine, and hands
+// every other request to http.Transport.
+//
+// http.Transport runs each connection with two goroutines of its own, a
+// writer and a reader, and hands every request and response between them
+// and the caller over channels: three goroutines wake for each proxied
+// request. On the benchmark's two cores that hand-off, its allocations and
+// the reader's idle read were about a third of sluice's CPU (docs/
+// BENCHMARKS.md, "Where sluice's CPU goes"). Here the caller writes the
+// request and reads the response on a pooled connection itself; the
+// response body returns the connection to the pool when read to its end.
+//
+// What http.Transport does that matters here is kept: the response header
+// timeout; cancellation (a context that ends closes the read with a
+// deadline in the past); interim 1xx responses passed to the request's
+// httptrace hook, as ReverseProxy forwards them; one retry of an
+// idempotent request on a fresh connection when a reused one turns out to
+// have been closed by the upstream before it answered a byte; a check that
+// an idle connection is still open before it is reused (a peek, one
+// syscall); at most maxIdle idle connections per target, closed after
+// idleTimeout.
+type h1Transport struct {
+	fallback    *http.Transport
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	respTimeout time.Duration // response header timeout; 0: none
+	maxIdle     int
+	idleTimeout time.Duration
+
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn // by address, most recently used last
+	pruner *time.Timer          // armed while some connection is idle
+}
+
+func newH1Transport(fallback *http.Transport, maxIdle int, respTimeout time.Duration) *h1Transport {
+	return &h1Transport{
+		fallback:    fallback,
+		dial:        fallback.DialContext,
+		respTimeout: respTimeout,
+		maxIdle:     max(maxIdle, 1),
+		idleTimeout: fallback.IdleConnTimeout,
+		idle:        map[string][]*h1Conn{},
+	}
+}
+
+// fast reports whether h1Transport forwards req itself.
+func fast(req *http.Request) bool {
+	return req.URL.Scheme == "http" && req.ProtoAtLeast(1, 1) &&
+		(req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
+		len(req.Header["Upgrade"]) == 0 && len(req.Trailer) == 0 && !req.Close
+}
+
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !fast(req) {
+		return t.fallback.RoundTrip(req)
+	}
+	addr := canonicalAddr(req.URL)
+	ctx := req.Context()
+	for retried := false; ; retried = true {
+		pc, err := t.conn(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pc.roundTrip(req, t.respTimeout)
+		if err == nil {
+			return resp, nil
+		}
+		pc.close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The upstream closed a kept-alive connection as we reused it
+		// (before answering a byte): an idempotent request is safe to send
+		// again, as http.Transport would.
+		if retried || !pc.reused || pc.gotByte || !idempotent(req.Method) {
+			return nil, err
+		}
+	}
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+// conn returns an idle connection to addr that is still open, or dials one.
+func (t *h1Transport) conn(ctx context.Context, addr string) (*h1Conn, error) {
+	for {
+		t.mu.Lock()
+		pool := t.idle[addr]
+		if len(pool) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		pc := pool[len(pool)-1]
+		pool[len(pool)-1] = nil
+		t.idle[addr] = pool[:len(pool)-1]
+		t.mu.Unlock()
+		if time.Since(pc.idleAt) < t.idleTimeout && pc.open() {
+			pc.reused = true
+			return pc, nil
+		}
+		pc.c.Close()
+	}
+	c, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &h1Conn{t: t, addr: addr, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
+}
+
+// put returns a connection whose response was read to its end to the pool.
+func (t *h1Transport) put(pc *h1Conn) {
+	pc.idleAt = time.Now()
+	pc.reused, pc.gotByte = false, false
+	t.mu.Lock()
+	pool := t.idle[pc.addr]
+	var drop *h1Conn
+	if len(pool) >= t.maxIdle {
+		drop = pool[0] // the least recently used
+		copy(pool, pool[1:])
+		pool = pool[:len(pool)-1]
+	}
+	t.idle[pc.addr] = append(pool, pc)
+	if t.pruner == nil {
+		t.pruner = time.AfterFunc(t.idleTimeout, t.prune)
+	}
+	t.mu.Unlock()
+	if drop != nil {
+		drop.c.Close()
+	}
+}
+
+// prune closes connections idle for longer than idleTimeout, and runs again
+// while any connection is idle.
+func (t *h1Transport) prune() {
+	var old []*h1Conn
+	t.mu.Lock()
+	n := 0
+	for addr, pool := range t.idle {
+		i := 0
+		for i < len(pool) && time.Since(pool[i].idleAt) >= t.idleTimeout {
+			old = append(old, pool[i])
+			i++
+		}
+		pool = append(pool[:0], pool[i:]...)
+		t.idle[addr] = pool
+		n += len(pool)
+	}
+	t.pruner = nil
+	if n > 0 {
+		t.pruner = time.AfterFunc(t.idleTimeout, t.prune)
+	}
+	t.mu.Unlock()
+	for _, pc := range old {
+		pc.c.Close()
+	}
+}
+
+// CloseIdleConnections closes every idle connection, of both transports.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	var all []*h1Conn
+	for addr, pool := range t.idle {
+		all = append(all, pool...)
+		delete(t.idle, addr)
+	}
+	if t.pruner != nil {
+		t.pruner.Stop()
+		t.pruner = nil
+	}
+	t.mu.Unlock()
+	for _, pc := range all {
+		pc.c.Close()
+	}
+	t.fallback.CloseIdleConnections()
+}
+
+// h1Conn is one upstream connection of an h1Transport.
+type h1Conn struct {
+	t      *h1Transport
+	addr   string
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+
+	reused  bool // taken from the pool for this request
+	gotByte bool // some of the response has arrived
+}
+
+// open reports whether an idle connection can carry a request: the
+// upstream has not closed it (or sent anything unasked, which leaves it
+// unusable too). It peeks without blocking, one syscall.
+func (pc *h1Conn) open() bool {
+	if pc.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := pc.c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait for readiness
+	})
+	return err == nil && alive
+}
+
+func (pc *h1Conn) close() { pc.c.Close() }
+
+// aLongTimeAgo is a deadline that has passed: set, it ends a blocked read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip writes req and reads its response head. On success the
+// response's body owns the connection.
+func (pc *h1Conn) roundTrip(req *http.Request, respTimeout time.Duration) (*http.Response, error) {
+	ctx := req.Context()
+	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		return nil, err
+	}
+	if err := writeRequestHead(pc.bw, req); err != nil {
+		return fail(err)
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if respTimeout > 0 {
+		pc.c.SetReadDeadline(time.Now().Add(respTimeout))
+	}
+	var resp *http.Response
+	for {
+		if _, err := pc.br.Peek(1); err != nil {
+			return fail(err)
+		}
+		pc.gotByte = true
+		var err error
+		if resp, err = http.ReadResponse(pc.br, req); err != nil {
+			return fail(err)
+		}
+		if resp.StatusCode >= 200 {
+			break
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("proxy: upstream switched protocols on a request that asked for no upgrade"))
+		}
+		// An interim response (100, 103): ReverseProxy forwards it through
+		// the trace hook, as it does with http.Transport.
+		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if respTimeout > 0 {
+		pc.c.SetReadDeadline(time.Time{})
+	}
+	b := &h1Body{pc: pc, rc: resp.Body, keep: !resp.Close, stop: stop}
+	if resp.Body == http.NoBody {
+		b.finish(true)
+		return resp, nil
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+// writeRequestHead writes req's request line and header block, as
+// http.Request.Write would for a request without a body: Host from
+// req.Host (or the URL), no default User-Agent (an empty one is left out),
+// Content-Length: 0 for methods that usually carry a body.
+func writeRequestHead(w *bufio.Writer, req *http.Request) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	uri := req.URL.RequestURI()
+	if !validToken(req.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
+		return fmt.Errorf("proxy: invalid request line %q %q host %q", req.Method, uri, host)
+	}
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(uri)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	w.WriteString("\r\n")
+	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+		writeHeaderLine(w, "User-Agent", ua[0])
+	}
+	switch req.Method {
+	case "POST", "PUT", "PATCH":
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue
+		}
+		for _, v := range vs {
+			writeHeaderLine(w, k, v)
+		}
+	}
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+// writeHeaderLine writes one field line, with any CR or LF in the value
+// turned into a space, as net/http does.
+func writeHeaderLine(w *bufio.Writer, k, v string) {
+	w.WriteString(k)
+	w.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	w.WriteString(v)
+	w.WriteString("\r\n")
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// h1Body is a response body that gives its connection back to the pool
+// once read to its end, and closes it if closed before.
+type h1Body struct {
+	pc   *h1Conn
+	rc   io.ReadCloser
+	keep bool // the upstream did not ask to close
+	stop func() bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if !b.done {
+		b.finish(false)
+	}
+	return nil
+}
+
+// finish ends the response: its connection goes back to the pool if it was
+// read to its end, the upstream keeps it open and no cancellation touched
+// it; otherwise it is closed.
+func (b *h1Body) finish(atEOF bool) {
+	b.done = true
+	if b.stop() && atEOF && b.keep {
+		b.pc.t.put(b.pc)
+		return
+	}
+	b.pc.close()
+}
