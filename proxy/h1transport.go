@@ -36,7 +36,8 @@ import (
 // idempotent request on a fresh connection when a reused one turns out to
 // have been closed by the upstream before it answered a byte; a check that
 // an idle connection is still open before it is reused (a peek, one
-// syscall); at most maxIdle idle connections per target, closed after
+// syscall: always for a request that cannot be retried, else after a
+// second idle); at most maxIdle idle connections per target, closed after
 // idleTimeout.
 type h1Transport struct {
 	fallback    *http.Transport
@@ -75,7 +76,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	addr := canonicalAddr(req.URL)
 	ctx := req.Context()
 	for retried := false; ; retried = true {
-		pc, err := t.conn(ctx, addr)
+		pc, err := t.conn(ctx, addr, !idempotent(req.Method))
 		if err != nil {
 			return nil, err
 		}
@@ -104,8 +105,17 @@ func idempotent(method string) bool {
 	return false
 }
 
-// conn returns an idle connection to addr that is still open, or dials one.
-func (t *h1Transport) conn(ctx context.Context, addr string) (*h1Conn, error) {
+// peekAfter is how long a connection may have been idle before it is
+// checked for an idempotent request. Such a request is sent again if the
+// connection turns out closed, so a check (one syscall) is worth it only
+// where a close is likely: upstreams close idle connections after seconds.
+const peekAfter = time.Second
+
+// conn returns an idle connection to addr, or dials one. An idle
+// connection is checked to be still open first if it has been idle for
+// peekAfter or more, or always with check: for a request that cannot be
+// sent twice.
+func (t *h1Transport) conn(ctx context.Context, addr string, check bool) (*h1Conn, error) {
 	for {
 		t.mu.Lock()
 		pool := t.idle[addr]
@@ -117,7 +127,8 @@ func (t *h1Transport) conn(ctx context.Context, addr string) (*h1Conn, error) {
 		pool[len(pool)-1] = nil
 		t.idle[addr] = pool[:len(pool)-1]
 		t.mu.Unlock()
-		if time.Since(pc.idleAt) < t.idleTimeout && pc.open() {
+		idle := time.Since(pc.idleAt)
+		if idle < t.idleTimeout && (!check && idle < peekAfter || pc.open()) {
 			pc.reused = true
 			return pc, nil
 		}

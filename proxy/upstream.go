@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,6 +177,9 @@ func newTransport(c config.Upstream, targets []*Target) *http.Transport {
 // canonicalAddr is host:port as the transport dials it, default port filled in.
 func canonicalAddr(u *url.URL) string {
 	port := u.Port()
+	if port != "" && !strings.Contains(u.Host, "%") {
+		return u.Host // host:port or [v6]:port already: no need to build it again
+	}
 	if port == "" {
 		port = "80"
 		if u.Scheme == "https" {
