@@ -155,3 +155,32 @@ func dumpRoutes(routes []*Route) string {
 	}
 	return b.String()
 }
+
+// TestRouteIndexSegmentHash: the walk's one-pass segment scan finds the
+// segment's end as IndexByte does and hashes it as the build did, for
+// segments of every length around the 8-byte words it reads, at the end
+// of the path and not, empty ones included.
+func TestRouteIndexSegmentHash(t *testing.T) {
+	ix := newRouteIndex(nil)
+	r := rand.New(rand.NewPCG(3, 5))
+	const alphabet = "ab/\x00\xff/"
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		p := string(b)
+		for i := 0; i <= len(p); i++ {
+			want := strings.IndexByte(p[i:], '/')
+			if want < 0 {
+				want = len(p)
+			} else {
+				want += i
+			}
+			end, h := ix.segment(9, p, i)
+			if end != want || h != ix.hash(9, p[i:end]) {
+				t.Fatalf("segment(%q, %d) = %d, %#x; want %d, %#x", p, i, end, h, want, ix.hash(9, p[i:want]))
+			}
+		}
+	}
+}
