@@ -758,6 +758,9 @@ func (ix *routeIndex) walk(o int, p, method string, mb uint16, best int32) int32
 		best = ix.firstOf(k, n, anyKind|kindBoundary|kindBelow, method, mb, best)
 		anyKind = 0
 		kids := le16(h[14:])
+		if kids == 0 {
+			return best // a leaf: "/s1/orders" for "/s1/orders/9/lines"
+		}
 		if kids == kidsHashed {
 			end, hs := ix.segment(uint32(o), p, pos+1)
 			o = ix.find(uint32(o), p[pos+1:end], hs)
