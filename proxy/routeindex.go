@@ -48,12 +48,16 @@ type routeIndex struct {
 	slots  []slot // filed records by (parent, key); len a power of 2, at most half full
 	shift  uint8  // 64 - log2(len(slots)): a hash's top bits pick its first slot
 	seed   uint64 // of the hash, random for each index
-	// exact and wild say some host or wildcard is filed, so that lookup
-	// skips hashing the host when none is.
+	// exact says some exact host is filed, so that lookup skips hashing
+	// the host when none is.
 	exact bool
 	// wildLen[n] says some wildcard suffix is n bytes long, so that a host
-	// with many dots is looked up only at the suffixes that can exist.
+	// with many dots is looked up only at the suffixes that can exist, and
+	// wildMin is the shortest: lookup looks for dots only where a filed
+	// suffix can start, 4 of "t1234.example.com"'s 17 bytes for suffixes of
+	// 15 to 18 bytes, not all of them.
 	wildLen  []bool
+	wildMin  int
 	hostless int // the record of the routes without a host condition; 0 if none
 	// other holds the positions of routes the records cannot represent
 	// (possible only in configs built in code, not validated: a wildcard
@@ -236,11 +240,13 @@ func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 			ix.other = append(ix.other, pos)
 		}
 	}
+	ix.wildMin = math.MaxInt
 	for suffix := range wild {
 		for len(ix.wildLen) <= len(suffix) {
 			ix.wildLen = append(ix.wildLen, false)
 		}
 		ix.wildLen[len(suffix)] = true
+		ix.wildMin = min(ix.wildMin, len(suffix))
 	}
 	ix.exact = len(exact) > 0
 
@@ -657,12 +663,12 @@ func (ix *routeIndex) lookup(host, p, method string) *Route {
 	if ix.wildLen != nil {
 		// A wildcard matches a host that ends in its suffix and is longer
 		// than it: every dot after the host's first byte starts a suffix
-		// that may be filed.
-		for i := len(host) - 1; i > 0; i-- {
+		// that may be filed, if its length is one of the suffixes'.
+		for i := len(host) - ix.wildMin; i > 0 && i > len(host)-len(ix.wildLen); i-- {
 			if host[i] != '.' {
 				continue
 			}
-			if n := len(host) - i; n < len(ix.wildLen) && ix.wildLen[n] {
+			if ix.wildLen[len(host)-i] {
 				if o := ix.find(wildHosts, host[i:], ix.hash(wildHosts, host[i:])); o != 0 {
 					best = ix.first(o, p, method, mb, best)
 				}
