@@ -56,9 +56,10 @@ type routeIndex struct {
 	// wildMin is the shortest: lookup looks for dots only where a filed
 	// suffix can start, 4 of "t1234.example.com"'s 17 bytes for suffixes of
 	// 15 to 18 bytes, not all of them.
-	wildLen  []bool
-	wildMin  int
-	hostless int // the record of the routes without a host condition; 0 if none
+	wildLen      []bool
+	wildMin      int
+	hostlessTrie bool
+	hostless     int // the record of the routes without a host condition; 0 if none
 	// other holds the positions of routes the records cannot represent
 	// (possible only in configs built in code, not validated: a wildcard
 	// without its dot, a path or prefix that does not start with "/", both
@@ -275,6 +276,7 @@ func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 	if hostless != nil {
 		form(hostless)
 		ix.hostless = e.bucket(0, "", hostless)
+		ix.hostlessTrie = hostless.flat == nil
 	}
 	ix.blob = blob(e.b)
 
@@ -676,7 +678,11 @@ func (ix *routeIndex) lookup(host, p, method string) *Route {
 		}
 	}
 	if ix.hostless != 0 {
-		best = ix.first(ix.hostless, p, method, mb, best)
+		if ix.hostlessTrie {
+			best = ix.walk(ix.hostless, p, method, mb, best)
+		} else {
+			best = ix.first(ix.hostless, p, method, mb, best)
+		}
 	}
 	for _, pos := range ix.other {
 		if pos >= best {
@@ -761,7 +767,9 @@ func (ix *routeIndex) walk(o int, p, method string, mb uint16, best int32) int32
 		if p[pos] != '/' {
 			return ix.firstOf(k, n, anyKind, method, mb, best)
 		}
-		best = ix.firstOf(k, n, anyKind|kindBoundary|kindBelow, method, mb, best)
+		if n > 0 {
+			best = ix.firstOf(k, n, anyKind|kindBoundary|kindBelow, method, mb, best)
+		}
 		anyKind = 0
 		kids := le16(h[14:])
 		if kids == 0 {
