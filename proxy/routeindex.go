@@ -56,10 +56,13 @@ type routeIndex struct {
 	// wildMin is the shortest: lookup looks for dots only where a filed
 	// suffix can start, 4 of "t1234.example.com"'s 17 bytes for suffixes of
 	// 15 to 18 bytes, not all of them.
-	wildLen      []bool
-	wildMin      int
-	hostlessTrie bool
-	hostless     int // the record of the routes without a host condition; 0 if none
+	wildLen []bool
+	wildMin int
+	// hostlessTrie says the host-less bucket is a trie; hostlessBare that
+	// its root holds no route and files its children in slots, as in a
+	// big table of host-less service prefixes.
+	hostlessTrie, hostlessBare bool
+	hostless                   int // the record of the routes without a host condition; 0 if none
 	// other holds the positions of routes the records cannot represent
 	// (possible only in configs built in code, not validated: a wildcard
 	// without its dot, a path or prefix that does not start with "/", both
@@ -277,6 +280,7 @@ func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 		form(hostless)
 		ix.hostless = e.bucket(0, "", hostless)
 		ix.hostlessTrie = hostless.flat == nil
+		ix.hostlessBare = ix.hostlessTrie && len(hostless.paths.cands) == 0 && hostless.paths.kidMap != nil
 	}
 	ix.blob = blob(e.b)
 
@@ -677,12 +681,21 @@ func (ix *routeIndex) lookup(host, p, method string) *Route {
 			}
 		}
 	}
-	if ix.hostless != 0 {
-		if ix.hostlessTrie {
-			best = ix.walk(ix.hostless, p, method, mb, best)
-		} else {
-			best = ix.first(ix.hostless, p, method, mb, best)
+	switch {
+	case ix.hostlessBare:
+		// The walk's first step, without the walk: most requests of a
+		// big table have a host and a first segment no host-less route
+		// starts with, and end here.
+		if len(p) > 0 && p[0] == '/' {
+			end, h := ix.segment(uint32(ix.hostless), p, 1)
+			if c := ix.find(uint32(ix.hostless), p[1:end], h); c != 0 {
+				best = ix.walkFrom(c, end, 0, p, method, mb, best)
+			}
 		}
+	case ix.hostlessTrie:
+		best = ix.walk(ix.hostless, p, method, mb, best)
+	case ix.hostless != 0:
+		best = ix.first(ix.hostless, p, method, mb, best)
 	}
 	for _, pos := range ix.other {
 		if pos >= best {
@@ -743,9 +756,13 @@ func (ix *routeIndex) first(o int, p, method string, mb uint16, best int32) int3
 // segment prefix of p and nothing at or under the node matches. At the
 // root, the routes without a path condition match whatever p.
 func (ix *routeIndex) walk(o int, p, method string, mb uint16, best int32) int32 {
+	return ix.walkFrom(o, 0, kindAny, p, method, mb, best)
+}
+
+// walkFrom is walk from the node at o, where p[:pos] has been followed;
+// anyKind is kindAny at the root, else 0.
+func (ix *routeIndex) walkFrom(o, pos int, anyKind uint8, p, method string, mb uint16, best int32) int32 {
 	b := ix.blob
-	pos := 0
-	anyKind := kindAny
 	for {
 		h := string(b[o : o+recordHead])
 		if int32(le32(h[4:])) >= best {
