@@ -134,6 +134,68 @@ func TestRouteIndexManyChildren(t *testing.T) {
 	}
 }
 
+// TestRouteIndexManyChildrenScan checks the index against the scan on
+// random tables whose paths are drawn from more segments than a node lists
+// (mapKidsAt), so that roots and inner nodes file their children in the
+// hash table, under hosts, wildcards and none, with tails, exact paths,
+// both kinds of prefix and methods (an uncommon one among them).
+func TestRouteIndexManyChildrenScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 13))
+	segs := []string{"", "a", "b", "ab", "abcdefg", "abcdefgh", "abcdefghi", "s1", "s2", "s10",
+		"users", "users7", "v1", "v2", "api", "static", "x.y", "0123456789abcdef"}
+	path := func() string {
+		var b strings.Builder
+		for n := r.IntN(4); n >= 0; n-- {
+			b.WriteByte('/')
+			b.WriteString(segs[r.IntN(len(segs))])
+		}
+		return b.String()
+	}
+	ms := []string{"GET", "POST", "HEAD", "PURGE"}
+	for table := 0; table < 200; table++ {
+		n := 1 + r.IntN(120)
+		routes := make([]*Route, n)
+		for i := range routes {
+			var m config.Match
+			switch r.IntN(3) {
+			case 0:
+				m.Host = propHosts[1+r.IntN(len(propHosts)-1)]
+			case 1:
+				m.Host = propWild[r.IntN(len(propWild))]
+			}
+			switch r.IntN(3) {
+			case 0:
+				m.Path = path()
+			case 1:
+				m.PathPrefix = path()
+			}
+			if m.Host == "" && m.Path == "" && m.PathPrefix == "" {
+				m.PathPrefix = path()
+			}
+			if r.IntN(4) == 0 {
+				m.Methods = []string{ms[r.IntN(len(ms))], ms[r.IntN(len(ms))]}
+			}
+			routes[i] = &Route{name: fmt.Sprintf("r%d", i), m: newMatcher(m)}
+		}
+		ixs := []*routeIndex{newRouteIndex(routes), buildRouteIndex(routes, 0)}
+		for q := 0; q < 300; q++ {
+			host := propHosts[r.IntN(len(propHosts))]
+			if r.IntN(3) == 0 {
+				host = segs[1+r.IntN(len(segs)-1)] + "." + host
+			}
+			p := path() + path()[:r.IntN(2)]
+			method := ms[r.IntN(len(ms))]
+			want := scanLookup(routes, host, p, method)
+			for form, ix := range ixs {
+				if got := ix.lookup(host, p, method); got != want {
+					t.Fatalf("table %d, form %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
+						table, form, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
+				}
+			}
+		}
+	}
+}
+
 // TestRouteIndexEmpty: a table without routes matches nothing.
 func TestRouteIndexEmpty(t *testing.T) {
 	if got := newRouteIndex(nil).lookup("h", "/", "GET"); got != nil {
@@ -154,4 +216,33 @@ func dumpRoutes(routes []*Route) string {
 		fmt.Fprintf(&b, "  %s: %+v\n", rt.name, rt.m)
 	}
 	return b.String()
+}
+
+// TestRouteIndexSegmentHash: the walk's one-pass segment scan finds the
+// segment's end as IndexByte does and hashes it as the build did, for
+// segments of every length around the 8-byte words it reads, at the end
+// of the path and not, empty ones included.
+func TestRouteIndexSegmentHash(t *testing.T) {
+	ix := newRouteIndex(nil)
+	r := rand.New(rand.NewPCG(3, 5))
+	const alphabet = "ab/\x00\xff/"
+	for range 20000 {
+		b := make([]byte, r.IntN(40))
+		for i := range b {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		}
+		p := string(b)
+		for i := 0; i <= len(p); i++ {
+			want := strings.IndexByte(p[i:], '/')
+			if want < 0 {
+				want = len(p)
+			} else {
+				want += i
+			}
+			end, h := ix.segment(9, p, i)
+			if end != want || h != ix.hash(9, p[i:end]) {
+				t.Fatalf("segment(%q, %d) = %d, %#x; want %d, %#x", p, i, end, h, want, ix.hash(9, p[i:want]))
+			}
+		}
+	}
 }
