@@ -14,6 +14,12 @@ const (
 	// minGradient bounds how far one sample can cut the estimate (Netflix
 	// Gradient2Limit; Envoy's gradient controller).
 	minGradient = 0.5
+	// buffer is how far above the no-load rtt the short-term rtt may sit
+	// before the gradient cuts: Envoy's default minRTT buffer of 25 %
+	// (Netflix's Gradient2Limit tolerates 50 %, which settles the limit
+	// near 1.9× the upstream's capacity: a line at the upstream as long as
+	// its capacity, and twice the service time in every admitted request).
+	buffer = 1.25
 	// floorLevel: below floorLevel × the probe level the limit counts as
 	// at its floor. At the gradient's floor the limit tends to the fixed
 	// point of L = 0.5L + sqrt(L), 4, but only from above, more slowly
@@ -26,7 +32,7 @@ const (
 func queueSize(limit float64) float64 { return math.Sqrt(limit) }
 
 // NewGradient2 returns a limiter that scales the limit by the ratio of the
-// no-load rtt (with a tolerance of 1.5) to the short-term rtt and adds
+// no-load rtt (with a buffer of 1.25) to the short-term rtt and adds
 // headroom, after Netflix's Gradient2Limit. It panics if o does not
 // Validate.
 func NewGradient2(o Options) Limiter {
@@ -90,7 +96,7 @@ func (g *gradient2) updateLocked(now time.Time, rtt time.Duration, inflight int,
 	if done, roundSaturated := g.b.endRound(saturated); !done || !roundSaturated {
 		return est // mid-round, or app-limited: the latency says nothing about this limit
 	}
-	grad := clamp(tolerance*g.b.noLoad/g.b.short, minGradient, 1)
+	grad := clamp(buffer*g.b.noLoad/g.b.short, minGradient, 1)
 	n := est*grad + queueSize(est)
 	n = est*(1-smoothing) + n*smoothing
 	return clamp(n, g.min, g.max)

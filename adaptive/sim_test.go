@@ -117,11 +117,11 @@ func (s *sim) run(ph phase, lo, hi float64) phaseStats {
 
 // settleRange is where each algorithm should settle against an upstream of
 // capacity c. AIMD saw-tooths between 0.9 × 1.5c and 1.5c; Gradient2's
-// fixed point is L = 1.5c + sqrt(L) (1.8c for c = 20, 1.93c for c = 10):
+// fixed point is L = 1.25c + sqrt(L) (1.53c for c = 20, 1.66c for c = 10):
 // see "Where the limits settle" in the package documentation.
 func settleRange(alg string, c int) (lo, hi float64) {
 	if alg == "gradient2" {
-		return 0.7 * float64(c), 2 * float64(c)
+		return 0.7 * float64(c), 1.8 * float64(c)
 	}
 	return 0.7 * float64(c), 1.6 * float64(c)
 }

@@ -356,7 +356,7 @@ func sluice9Section(r *sluice9Result, when string) string {
 // (written by hand from the figures above; rerun and reread it when the
 // figures change).
 const sluice9Why = `**Reading (b).** Both algorithms find the new capacity with no hand-tuned limit: the limit read at
-the change is where each settles against 20 slots (Gradient2 about 1.9 × 20, AIMD about 1.4 × 20: both
+the change is where each settles against 20 slots (Gradient2 about 1.6 × 20, AIMD about 1.4 × 20: both
 keep a short line at the upstream on purpose, see ` + "`adaptive/doc.go`" + `) and at the end where it settles
 against 10, within about two seconds of the change (the bench's log has the limit every 250 ms).
 Goodput holds at the new capacity throughout. The latency target is read from 5 s after the change
