@@ -41,8 +41,13 @@ type Proxy struct {
 
 	unmatched codeCounts // answers to requests no route matched
 
-	mu      sync.Mutex      // guards runCtx, cancel; serialises reloads
+	mu      sync.Mutex      // guards runCtx, cancel, retired; serialises reloads
 	runCtx  context.Context // set by Start: background work of new upstreams runs under it
+	// retired holds the admission controllers of routes a reload replaced
+	// while they still had requests queued or in flight: Drain closes
+	// their queues too, so that a request queued under the old config is
+	// refused with shutting_down like the others.
+	retired []*admission.Controller
 	cancel  context.CancelFunc
 	running sync.WaitGroup // background goroutines (health checks)
 }
@@ -199,7 +204,31 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			u.close()
 		}
 	}
+	p.retire(old, t)
 	return nil
+}
+
+// retire records the controllers of old that t no longer uses and that
+// still hold requests, and forgets retired ones that have none left. Must
+// be called with p.mu held.
+func (p *Proxy) retire(old, t *table) {
+	kept := map[*admission.Controller]bool{}
+	for _, rt := range t.routes {
+		kept[rt.adm] = true
+	}
+	busy := func(c *admission.Controller) bool { return c.QueueDepth() > 0 || c.Inflight() > 0 }
+	var retired []*admission.Controller
+	for _, c := range p.retired {
+		if busy(c) && !kept[c] {
+			retired = append(retired, c)
+		}
+	}
+	for _, rt := range old.routes {
+		if !kept[rt.adm] && busy(rt.adm) {
+			retired = append(retired, rt.adm)
+		}
+	}
+	p.retired = retired
 }
 
 // Start launches the background work (health checks, backpressure
@@ -224,11 +253,17 @@ func (p *Proxy) UnmatchedCodes(f func(code int, n uint64)) { p.unmatched.each(f)
 func (p *Proxy) Sampler() *monitor.Sampler { return p.smp }
 
 // Drain refuses every queued request with 503 shutting_down and makes
-// later queue waits refuse at once; requests holding a slot carry on. The
-// server calls it when a graceful shutdown begins.
+// later queue waits refuse at once; requests holding a slot carry on. It
+// reaches requests queued under a config that a reload has since replaced.
+// The server calls it when a graceful shutdown begins.
 func (p *Proxy) Drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, rt := range p.tab.Load().routes {
 		rt.adm.Close()
+	}
+	for _, c := range p.retired {
+		c.Close()
 	}
 }
 

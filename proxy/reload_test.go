@@ -186,3 +186,50 @@ routes: [{name: r, match: {path_prefix: /}, upstream: kept}]
 		t.Errorf("removed upstream probed %d more times after the reload", n-after)
 	}
 }
+
+// TestDrainReachesQueuesOfReplacedRoutes: a request queued under a route
+// that a reload has since replaced (its bulkhead changed, so it got a new
+// controller) is refused with shutting_down by Drain, at once, like the
+// requests queued under the current config.
+func TestDrainReachesQueuesOfReplacedRoutes(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	defer close(release)
+	cfg := `
+upstreams: [{name: a, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: a, bulkhead: {max_concurrent: %d}, queue: {max_depth: 5, max_wait: 1m}}]
+`
+	p := startProxy(t, fmt.Sprintf(cfg, up.URL, 1))
+	oldAdm := p.Routes()[0].Admission()
+	codes := make(chan string, 2)
+	for range 2 {
+		go func() {
+			resp, _ := get(t, p.URL+"/x")
+			codes <- fmt.Sprint(resp.StatusCode, " ", resp.Header.Get("Sluice-Reject"))
+		}()
+	}
+	waitUntil(t, "one in flight, one queued", func() bool { return oldAdm.Inflight() == 1 && oldAdm.QueueDepth() == 1 })
+	if err := p.Reload(mustParse(t, fmt.Sprintf(cfg, up.URL, 2))); err != nil {
+		t.Fatal(err)
+	}
+	if p.Routes()[0].Admission() == oldAdm {
+		t.Fatal("the reload kept the controller; the test needs a replaced one")
+	}
+	p.Drain()
+	select {
+	case got := <-codes:
+		if got != "503 shutting_down" {
+			t.Errorf("the request queued under the old config: %s, want 503 shutting_down", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request queued under the old config is still waiting after Drain")
+	}
+	release <- struct{}{} // the one in flight finishes
+	if got := <-codes; got != "200 " {
+		t.Errorf("the request in flight: %s, want 200", got)
+	}
+}
