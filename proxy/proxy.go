@@ -41,8 +41,8 @@ type Proxy struct {
 
 	unmatched codeCounts // answers to requests no route matched
 
-	mu      sync.Mutex      // guards runCtx, cancel, retired; serialises reloads
-	runCtx  context.Context // set by Start: background work of new upstreams runs under it
+	mu     sync.Mutex      // guards runCtx, cancel, retired; serialises reloads
+	runCtx context.Context // set by Start: background work of new upstreams runs under it
 	// retired holds the admission controllers of routes a reload replaced
 	// while they still had requests queued or in flight: Drain closes
 	// their queues too, so that a request queued under the old config is
