@@ -13,10 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // rawExchange writes raw bytes to the proxy and returns every response
-// status line read until the server closes or goes quiet.
+// status line read until the server closes the connection.
 func rawExchange(t *testing.T, proxyURL, raw string) []string {
 	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(proxyURL, "http://"))
@@ -24,24 +26,11 @@ func rawExchange(t *testing.T, proxyURL, raw string) []string {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
 	var statuses []string
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			return statuses
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	for _, resp := range testutil.RawExchange(t, c, raw) {
 		statuses = append(statuses, resp.Status)
-		if resp.Close {
-			return statuses
-		}
 	}
+	return statuses
 }
 
 // recordingUpstream remembers the framing of every request it receives.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // chunkConn is a connection whose reads return the given chunks in turn,
@@ -143,33 +145,19 @@ func (r *pathRecorder) seen() []string {
 	return append([]string(nil), r.paths...)
 }
 
-// exchange writes raw on c and reads responses until the server closes the
-// connection, returning each response's status line and Connection header.
+// exchange writes raw on c and reads the answers until the connection
+// ends, returning each one's status and whether it closes the connection.
 func exchange(t *testing.T, c net.Conn, raw string) []string {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
 	var got []string
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			// ReadResponse reports a clean close as an unexpected EOF.
-			if err != io.ErrUnexpectedEOF && !strings.Contains(err.Error(), "connection reset") {
-				t.Fatalf("after %v: %v", got, err)
-			}
-			return got
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+	for _, resp := range testutil.RawExchange(t, c, raw) {
 		conn := "keep" // ReadResponse takes Connection: close out of the header
 		if resp.Close {
 			conn = "close"
 		}
 		got = append(got, fmt.Sprintf("%d %s", resp.StatusCode, conn))
 	}
+	return got
 }
 
 // TestFramingConflictRefused: on the plain listener and on HTTP/1 over TLS,

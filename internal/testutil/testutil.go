@@ -2,8 +2,16 @@
 package testutil
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
 	"sync"
+	"syscall"
+	"testing"
+	"time"
 )
 
 // SyncBuffer is a log sink a test can read while the code under test
@@ -24,4 +32,35 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// RawExchange writes raw (requests as bytes, pipelined as the test likes)
+// on c, a connection to an HTTP/1 server, and reads the answers until the
+// server closes the connection or sends a response that closes it. Each
+// body is read to its end. A read error other than the connection ending
+// (a timeout: the server hung) fails the test.
+func RawExchange(t testing.TB, c net.Conn, raw string) []*http.Response {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var got []*http.Response
+	for {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			// ReadResponse reports a clean close as an unexpected EOF.
+			if err != io.ErrUnexpectedEOF && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("after %d answers: %v", len(got), err)
+			}
+			return got
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got = append(got, resp)
+		if resp.Close {
+			return got
+		}
+	}
 }
