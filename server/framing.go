@@ -138,9 +138,30 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 			}
 			return 0, err
 		}
+		if c.off == len(c.buf) && (c.state == passing || c.state == inBody) {
+			return c.readDirect(p)
+		}
 		c.fill()
 		c.advance()
 	}
+}
+
+// readDirect reads into p itself when nothing is buffered and the bytes
+// need no judging (a body, or a connection no longer followed): a large
+// upload then takes reads of the caller's size, not of the guard's buffer.
+func (c *guardedConn) readDirect(p []byte) (int, error) {
+	c.buf, c.off, c.clear = c.buf[:0], 0, 0
+	if c.state == passing {
+		return c.Conn.Read(p)
+	}
+	if int64(len(p)) > c.body {
+		p = p[:c.body]
+	}
+	n, err := c.Conn.Read(p)
+	if c.body -= int64(n); c.body == 0 {
+		c.state = inHead
+	}
+	return n, err
 }
 
 // discard reads and drops what the client sends after the poison until
