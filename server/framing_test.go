@@ -2,12 +2,14 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -294,3 +296,62 @@ type repeatConn struct {
 }
 
 func (c *repeatConn) Read(p []byte) (int, error) { return copy(p, c.req), nil }
+
+// TestGuardLargeBodyThenNext: a 32 MiB Content-Length body passes the guard
+// whole (read straight into net/http's buffers), and the request after it
+// on the same connection is judged and answered.
+func TestGuardLargeBodyThenNext(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%s %d", r.URL.Path, n)
+	}))
+	defer up.Close()
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: [%q]}]
+routes: [{name: all, match: {path_prefix: /}, upstream: u}]
+`, up.URL))
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	const size = 32 << 20
+	var conns sync.Map
+	trace := func(ctx context.Context) context.Context {
+		return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+			conns.Store(i.Conn.LocalAddr().String(), true)
+		}})
+	}
+	req, _ := http.NewRequestWithContext(trace(context.Background()), "POST", "http://"+s.ProxyAddr()+"/up", io.LimitReader(zeros{}, size))
+	req.ContentLength = size
+	for i, r := range []*http.Request{req, mustRequest(t, trace(context.Background()), "GET", "http://"+s.ProxyAddr()+"/next")} {
+		resp, err := c.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := []string{fmt.Sprint("/up ", size), "/next 0"}[i]
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Fatalf("request %d: %d %q, want %q", i, resp.StatusCode, b, want)
+		}
+	}
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Errorf("%d connections, want both requests on one", n)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+func mustRequest(t *testing.T, ctx context.Context, method, url string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
