@@ -46,10 +46,12 @@ type h1Transport struct {
 	maxIdle     int
 	idleTimeout time.Duration
 
-	mu     sync.Mutex
+	mu     sync.Mutex           // guards idle, pruner
 	idle   map[string][]*h1Conn // by address, most recently used last
 	pruner *time.Timer          // armed while some connection is idle
 }
+
+var _ http.RoundTripper = (*h1Transport)(nil)
 
 func newH1Transport(fallback *http.Transport, maxIdle int, respTimeout time.Duration) *h1Transport {
 	return &h1Transport{

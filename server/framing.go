@@ -367,9 +367,15 @@ type tlsSplitListener struct {
 	ctx    context.Context // canceled by Close: handshakes under way end
 	cancel context.CancelFunc
 
-	mu  sync.Mutex
-	err error // why the accept loop ended
+	mu  sync.Mutex // guards err
+	err error      // why the accept loop ended
 }
+
+var (
+	_ net.Listener = (*tlsSplitListener)(nil)
+	_ net.Listener = (*guardedListener)(nil)
+	_ net.Conn     = (*guardedConn)(nil)
+)
 
 func (g *framingGuard) tlsListener(inner net.Listener, handshakeTimeout time.Duration) net.Listener {
 	if handshakeTimeout <= 0 {
