@@ -155,41 +155,38 @@ func checkPhase(t *testing.T, alg, name string, ph phase, st phaseStats) {
 // upstream's capacity of 20, the limit settles near it; when the capacity
 // halves to 10, it settles near the new one.
 func TestSimulationCapacityHalves(t *testing.T) {
-	for _, alg := range algorithms {
-		t.Run(alg.name, func(t *testing.T) {
-			s := &sim{l: alg.new(Options{Initial: 50, Min: 1, Max: 1000}), now: epoch}
-			for _, ph := range []struct {
-				name string
-				phase
-			}{
-				{"capacity 20", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second}},
-				{"capacity halves to 10", phase{up: upstream{20 * time.Millisecond, 10}, dur: 30 * time.Second}},
-			} {
-				lo, hi := settleRange(alg.name, ph.up.c)
-				checkPhase(t, alg.name, ph.name, ph.phase, s.run(ph.phase, lo, hi))
-			}
-		})
-	}
+	runPhases(t, 50, []namedPhase{
+		{"capacity 20", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second}},
+		{"capacity halves to 10", phase{up: upstream{20 * time.Millisecond, 10}, dur: 30 * time.Second}},
+	})
 }
 
 // TestSimulationRegimes changes the upstream in the ways the no-load rtt
 // must follow: slower at every concurrency, more capacity, faster.
 func TestSimulationRegimes(t *testing.T) {
+	runPhases(t, 10, []namedPhase{
+		{"start below capacity", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second}},
+		{"service time triples", phase{up: upstream{60 * time.Millisecond, 20}, dur: 30 * time.Second}},
+		// A faster upstream shows only as latency out of band for
+		// probeAfter, then a probe measures it.
+		{"service time back", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second, settleIn: probeAfter + 5*time.Second}},
+		{"capacity doubles", phase{up: upstream{20 * time.Millisecond, 40}, dur: 30 * time.Second}},
+		{"service time halves", phase{up: upstream{10 * time.Millisecond, 40}, dur: 30 * time.Second}},
+	})
+}
+
+type namedPhase struct {
+	name string
+	phase
+}
+
+// runPhases plays phases in turn against each algorithm, starting at the
+// limit initial, and checks each with checkPhase.
+func runPhases(t *testing.T, initial int, phases []namedPhase) {
 	for _, alg := range algorithms {
 		t.Run(alg.name, func(t *testing.T) {
-			s := &sim{l: alg.new(Options{Initial: 10, Min: 1, Max: 1000}), now: epoch}
-			for _, ph := range []struct {
-				name string
-				phase
-			}{
-				{"start below capacity", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second}},
-				{"service time triples", phase{up: upstream{60 * time.Millisecond, 20}, dur: 30 * time.Second}},
-				// A faster upstream shows only as latency out of band for
-				// probeAfter, then a probe measures it.
-				{"service time back", phase{up: upstream{20 * time.Millisecond, 20}, dur: 30 * time.Second, settleIn: probeAfter + 5*time.Second}},
-				{"capacity doubles", phase{up: upstream{20 * time.Millisecond, 40}, dur: 30 * time.Second}},
-				{"service time halves", phase{up: upstream{10 * time.Millisecond, 40}, dur: 30 * time.Second}},
-			} {
+			s := &sim{l: alg.new(Options{Initial: initial, Min: 1, Max: 1000}), now: epoch}
+			for _, ph := range phases {
 				lo, hi := settleRange(alg.name, ph.up.c)
 				checkPhase(t, alg.name, ph.name, ph.phase, s.run(ph.phase, lo, hi))
 			}
