@@ -34,8 +34,9 @@ type reqState struct {
 	queueWait  time.Duration
 	span       trace.Span // nil when tracing is off
 	prop       propagation.TextMapPropagator
-	retryAfter int64 // Retry-After seconds of a refusal
-	aborted    bool  // the response broke off after it had begun
+	retryAfter int64          // Retry-After seconds of a refusal
+	aborted    bool           // the response broke off after it had begun
+	direct     directExchange // the request being forwarded by forwardDirect
 
 	err      error // the forwarding error, if any
 	status   int   // the status chosen for err, or 499 when the client left while queued
@@ -204,12 +205,17 @@ func stripPrefix(u *url.URL, prefix string) {
 	}
 }
 
-// errorHandler answers a request that could not be forwarded. The status
-// comes from upstreamStatus; the internal error never reaches the client.
+// errorHandler answers a request ReverseProxy could not forward.
 func errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateFrom(r.Context())
+	answerForwardError(w, r, stateFrom(r.Context()), r.Context(), err)
+}
+
+// answerForwardError answers a request that could not be forwarded; reqCtx
+// is its context under the route deadline. The status comes from
+// upstreamStatus; the internal error never reaches the client.
+func answerForwardError(w http.ResponseWriter, r *http.Request, st *reqState, reqCtx context.Context, err error) {
 	st.err = err
-	st.status = upstreamStatus(st.clientCtx, r.Context(), err)
+	st.status = upstreamStatus(st.clientCtx, reqCtx, err)
 	closeIfBodyUnread(w, r) // the transport may have stopped reading it midway
 	switch st.status {
 	case http.StatusRequestEntityTooLarge:

@@ -75,14 +75,46 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fast(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	addr := canonicalAddr(req.URL)
-	ctx := req.Context()
+	return t.exchange(req.Context(), canonicalAddr(req.URL), req, (*clientRequest)(req))
+}
+
+// h1Exchange is what an h1Conn needs of one request besides its method:
+// its head, written on the connection, and where interim (1xx) responses
+// go. RoundTrip's requests are http.Requests (clientRequest); the proxy's
+// own forwarding writes the upstream head straight from the client's
+// request (directExchange), without building an outgoing request first.
+type h1Exchange interface {
+	writeHead(w *bufio.Writer) error
+	interim(code int, h http.Header) error
+}
+
+// clientRequest is an outgoing http.Request as an h1Exchange: its head is
+// what http.Request.Write would send, and 1xx responses go to its
+// httptrace hook, as http.Transport passes them.
+type clientRequest http.Request
+
+func (r *clientRequest) writeHead(w *bufio.Writer) error {
+	return writeRequestHead(w, (*http.Request)(r))
+}
+
+func (r *clientRequest) interim(code int, h http.Header) error {
+	if trace := httptrace.ContextClientTrace((*http.Request)(r).Context()); trace != nil && trace.Got1xxResponse != nil {
+		return trace.Got1xxResponse(code, textproto.MIMEHeader(h))
+	}
+	return nil
+}
+
+// exchange sends one request to addr on a pooled or new connection and
+// reads its response head; req gives the method (a HEAD response has no
+// body) and becomes the response's Request. On success the response's body
+// owns the connection.
+func (t *h1Transport) exchange(ctx context.Context, addr string, req *http.Request, x h1Exchange) (*http.Response, error) {
 	for retried := false; ; retried = true {
 		pc, err := t.conn(ctx, addr, !idempotent(req.Method))
 		if err != nil {
 			return nil, err
 		}
-		resp, err := pc.roundTrip(req, t.respTimeout)
+		resp, err := pc.roundTrip(ctx, req, x, t.respTimeout)
 		if err == nil {
 			return resp, nil
 		}
@@ -253,16 +285,15 @@ func (pc *h1Conn) close() { pc.c.Close() }
 // aLongTimeAgo is a deadline that has passed: set, it ends a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// roundTrip writes req and reads its response head. On success the
+// roundTrip writes x's head and reads the response head. On success the
 // response's body owns the connection.
-func (pc *h1Conn) roundTrip(req *http.Request, respTimeout time.Duration) (*http.Response, error) {
-	ctx := req.Context()
+func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange, respTimeout time.Duration) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		return nil, err
 	}
-	if err := writeRequestHead(pc.bw, req); err != nil {
+	if err := x.writeHead(pc.bw); err != nil {
 		return fail(err)
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -287,12 +318,10 @@ func (pc *h1Conn) roundTrip(req *http.Request, respTimeout time.Duration) (*http
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return fail(errors.New("proxy: upstream switched protocols on a request that asked for no upgrade"))
 		}
-		// An interim response (100, 103): ReverseProxy forwards it through
-		// the trace hook, as it does with http.Transport.
-		if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-				return fail(err)
-			}
+		// An interim response (100, 103): passed on, as ReverseProxy
+		// forwards them with http.Transport.
+		if err := x.interim(resp.StatusCode, resp.Header); err != nil {
+			return fail(err)
 		}
 	}
 	if respTimeout > 0 {
@@ -351,10 +380,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request) error {
 func writeHeaderLine(w *bufio.Writer, k, v string) {
 	w.WriteString(k)
 	w.WriteString(": ")
-	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-	}
-	w.WriteString(v)
+	writeHeaderValue(w, v)
 	w.WriteString("\r\n")
 }
 

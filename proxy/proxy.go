@@ -41,6 +41,10 @@ type Proxy struct {
 
 	unmatched codeCounts // answers to requests no route matched
 
+	// noDirect sends every request through httputil.ReverseProxy, for the
+	// tests that compare it with forwardDirect.
+	noDirect bool
+
 	mu     sync.Mutex      // guards runCtx, cancel, retired; serialises reloads
 	runCtx context.Context // set by Start: background work of new upstreams runs under it
 	// retired holds the admission controllers of routes a reload replaced
@@ -426,7 +430,11 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		})
 		defer stop()
 	}
-	rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	if p.direct(r, st) {
+		p.forwardDirect(w, r, ctx, st)
+	} else {
+		rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	}
 
 	finished = true
 	tg.inflight.Add(-1)
