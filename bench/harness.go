@@ -259,9 +259,10 @@ func (h *harness) startUpstream(slots int, service time.Duration) (*proc, error)
 }
 
 // overheadTargets are the rows of the overhead table: the upstream alone,
-// then each proxy; sluice also with its access log (on by default).
+// the floor of Go's runtime (a minimal forwarder, floor.go), then each
+// proxy; sluice also with its access log (on by default).
 func (h *harness) overheadTargets() []peer {
-	ts := []peer{{"direct (no proxy)", nil}, {"sluice", startSluice},
+	ts := []peer{{"direct (no proxy)", nil}, {floorRow, startFloor}, {"sluice", startSluice},
 		{"sluice, access log on", func(h *harness, m mode, up string) (*proc, string, error) {
 			return startSluiceWith(h, m, up, true, nil)
 		}},

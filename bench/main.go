@@ -8,7 +8,8 @@
 //
 // Scenarios (issue 7):
 //   - overhead: a fast upstream, closed-loop wrk with 64 connections,
-//     direct and through each proxy; requests/s, p50, p99.
+//     direct, through a minimal Go forwarder (the floor of Go's runtime,
+//     bench/floor.go) and through each proxy; requests/s, p50, p99.
 //   - overload: an upstream of capacity 1000 req/s (20 at once, 20 ms each),
 //     open-loop arrivals at 0.5×, 2×, 5× and 10× capacity, each proxy with
 //     its closest admission control; goodput, latencies of admitted and
@@ -90,11 +91,11 @@ func main() {
 	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling, sluice9); default all")
 	render := flag.Bool("render", false, "rewrite the doc and charts from the saved bench-results.json; run nothing")
 	// Child roles: this binary started again by the harness.
-	role := flag.String("role", "", "internal: run as a child role (upstream, plainproxy, guard, profile)")
+	role := flag.String("role", "", "internal: run as a child role (upstream, plainproxy, floor, guard, profile)")
 	listen := flag.String("listen", "127.0.0.1:0", "internal: listen address of a role")
 	slots := flag.Int("slots", 0, "internal: upstream concurrency (0 = unlimited, no service time)")
 	service := flag.Duration("service", 0, "internal: upstream service time")
-	target := flag.String("target", "", "internal: plainproxy upstream URL")
+	target := flag.String("target", "", "internal: plainproxy's and floor's upstream URL")
 	life := flag.Duration("life", childLife, "internal: a role's longest life")
 	logPath := flag.String("log", "", "internal: guard's log file")
 	cfgPath := flag.String("config", "", "internal: profile role's sluice config")
@@ -112,6 +113,8 @@ func main() {
 			err = runUpstreamRole(*listen, *slots, *service, *life)
 		case "plainproxy":
 			err = runPlainProxyRole(*listen, *target, *life)
+		case "floor":
+			err = runFloorRole(*listen, *target, *life)
 		case "guard":
 			err = runGuard(*logPath, *life, env, flag.Arg(0), flag.Args()[1:])
 		case "profile":

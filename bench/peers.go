@@ -253,6 +253,20 @@ func startPlain(h *harness, m mode, upstream string) (*proc, string, error) {
 	return p, addr, nil
 }
 
+// startFloor runs the floor role: the minimal Go forwarder of floor.go, a
+// reference row of the overhead table, not a peer.
+func startFloor(h *harness, m mode, upstream string) (*proc, string, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	p, err := startSelf("Go floor", "-role", "floor", "-listen", addr, "-target", "http://"+upstream, "-life", childLife.String())
+	if err != nil {
+		return nil, "", err
+	}
+	return p, addr, nil
+}
+
 // tools are the Debian packages the harness drives, by the binary each
 // provides.
 var tools = map[string]string{"nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk"}
