@@ -79,7 +79,8 @@ type cpuShare struct {
 var cpuBuckets = []cpuShare{
 	{What: "net/http server: reading and parsing requests", Pattern: `net/http\.\(\*conn\)\.readRequest`},
 	{What: "net/http server: writing responses (flush at the end of each)", Pattern: `net/http\.\(\*response\)\.finishRequest`},
-	{What: "httputil.ReverseProxy.ServeHTTP (all of forwarding)", Pattern: `httputil\.\(\*ReverseProxy\)\.ServeHTTP`},
+	{What: "forwarding: sluice's direct path (forwardDirect), with its syscalls", Pattern: `sluice/proxy\.\(\*Proxy\)\.forwardDirect`},
+	{What: "forwarding: httputil.ReverseProxy.ServeHTTP (bodies, upgrades, https, traced)", Pattern: `httputil\.\(\*ReverseProxy\)\.ServeHTTP`},
 	{What: "http.Transport: its writer and reader goroutines (requests with bodies)", Pattern: `net/http\.\(\*persistConn\)\.(writeLoop|readLoop)`},
 	{What: "sluice's HTTP/1.1 upstream client (h1Transport), with its syscalls", Pattern: `sluice/proxy\.\(\*h1`},
 	{What: "syscalls (read, write, epoll)", Pattern: `^syscall\.|internal/runtime/syscall|runtime\.netpoll`},
