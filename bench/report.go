@@ -200,8 +200,9 @@ func floorVerdict(rows []overheadRow) string {
 	if fl.P99 > hp.P99 {
 		return v + "So even a Go program that does nothing but frame the bytes, at about HAProxy's throughput, " +
 			"has a longer tail than HAProxy: goroutines woken by the netpoller wait their turn for one of two " +
-			"Ps, where HAProxy's event loop serves ready connections in order. No Go design on this runtime " +
-			"reaches HAProxy's p99 here; what is left to win is the throughput between sluice and the floor."
+			"Ps, where HAProxy's event loop serves ready connections in order. A Go proxy built the usual way, " +
+			"a goroutine per connection, does not reach HAProxy's p99 here however little it does per request; " +
+			"what is left to win is the throughput between sluice and the floor."
 	}
 	return v + "Go's runtime can reach HAProxy's p99 here when it does almost nothing per request; the gap " +
 		"between sluice and the floor is sluice's work per request, most of it `net/http`'s server."
@@ -233,6 +234,9 @@ func gcVerdict(rows []overheadRow) string {
 		}
 	}
 	gain := gc.RPS/def.RPS - 1
+	if math.Abs(gain) < 0.005 {
+		gain = 0 // no "-0 %"
+	}
 	s := fmt.Sprintf("In this run it gave %+.0f %% throughput (%s against %s req/s; p99 %s against %s) for a peak RSS of %s against %s.",
 		100*gain, thousands(gc.RPS), thousands(def.RPS), ms(gc.P99), ms(def.P99), mib(rssGC), mib(rssDef))
 	s += fmt.Sprintf(" Round by round it was ahead in %d of %d.", wins, len(runsDef))
