@@ -27,6 +27,7 @@ type answered struct {
 	Body    string
 	Trailer http.Header
 	Interim []int
+	BodyErr string // the answer broke off
 }
 
 // differentialUpstream answers by path with every kind of response framing
@@ -77,6 +78,18 @@ func differentialUpstream(t *testing.T) (*httptest.Server, func() seen) {
 			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close")
 			bw.Flush()
 			c.Close()
+		case "/slow", "/deadline-slow":
+			// Longer than the upstream's response_header_timeout.
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		case "/cut":
+			// The body breaks off after 5 of the 100 bytes announced.
+			c, bw, _ := http.NewResponseController(w).Hijack()
+			bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+			bw.Flush()
+			c.Close()
 		default:
 			h.Set("Content-Type", "text/plain")
 			io.WriteString(w, r.URL.Path)
@@ -93,11 +106,15 @@ func TestDirectMatchesReverseProxy(t *testing.T) {
 	up, last := differentialUpstream(t)
 	cfg := fmt.Sprintf(`
 upstreams:
-  - {name: u, targets: ["%s"]}
+  - {name: u, targets: ["%s"], response_header_timeout: 200ms}
+  - {name: down, targets: ["%s"]}
+  - {name: u2, targets: ["%s"]}
 routes:
+  - {name: deadline, match: {path: /deadline-slow}, upstream: u2, timeout: 100ms}
   - {name: api, match: {path_prefix: /api}, upstream: u, strip_prefix: true}
+  - {name: down, match: {path_prefix: /down}, upstream: down}
   - {name: all, match: {path_prefix: /}, upstream: u}
-`, up.URL)
+`, up.URL, closedPortURL(t), up.URL)
 	direct := startProxy(t, cfg)
 	viaRP := startProxy(t, cfg)
 	viaRP.noDirect = true
@@ -139,6 +156,11 @@ routes:
 		{"GET", "/notmodified", map[string]string{"If-None-Match": `"v1"`}},
 		{"GET", "/sse", nil},
 		{"GET", "/close", nil},
+		// Failures: the same status, problem body and accounting.
+		{"GET", "/down/x", nil},
+		{"GET", "/slow", nil},
+		{"GET", "/deadline-slow", nil},
+		{"GET", "/cut", nil},
 	}
 	for _, rq := range reqs {
 		t.Run(rq.method+rq.path, func(t *testing.T) {
@@ -154,10 +176,36 @@ routes:
 			if !reflect.DeepEqual(got[0], got[1]) {
 				t.Errorf("client got\n direct:        %+v\n ReverseProxy:  %+v", got[0], got[1])
 			}
-			if got[0].Status == 0 || got[0].Status >= 500 {
-				t.Errorf("status %d", got[0].Status)
-			}
 		})
+	}
+	// Both proxies counted the same answers, upstream failures included.
+	for i, rt := range direct.Routes() {
+		var a, b []string
+		rt.Codes(func(code int, n uint64) { a = append(a, fmt.Sprint(code, "×", n)) })
+		viaRP.Routes()[i].Codes(func(code int, n uint64) { b = append(b, fmt.Sprint(code, "×", n)) })
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("route %s counted %v direct, %v through ReverseProxy", rt.Name(), a, b)
+		}
+	}
+	for i, u := range direct.Upstreams() {
+		var a, b []string
+		u.Codes(func(code int, n uint64) { a = append(a, fmt.Sprint(code, "×", n)) })
+		viaRP.Upstreams()[i].Codes(func(code int, n uint64) { b = append(b, fmt.Sprint(code, "×", n)) })
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("upstream %s counted %v direct, %v through ReverseProxy", u.Name(), a, b)
+		}
+	}
+	// A body that breaks off aborts the answer: the connection closes
+	// before net/http has flushed even the head (status 0 here), and the
+	// request is counted with the status it had begun (200, aborted).
+	want := map[string]int{"/down/x": 502, "/slow": 504, "/deadline-slow": 504, "/cut": 0}
+	for path, code := range want {
+		if got := sendRaw(t, direct.URL, "GET", path, nil); got.Status != code {
+			t.Errorf("GET %s: status %d, want %d", path, got.Status, code)
+		}
+	}
+	if got := sendRaw(t, direct.URL, "GET", "/cut", nil); got.BodyErr == "" {
+		t.Errorf("GET /cut: answer %+v ended cleanly, want it broken off", got)
 	}
 }
 
@@ -196,7 +244,8 @@ func sendRaw(t *testing.T, base, method, path string, header map[string]string) 
 	for {
 		res, err := http.ReadResponse(br, &http.Request{Method: method})
 		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
+			a.BodyErr = err.Error() // no (complete) head: the answer broke off
+			return a
 		}
 		if res.StatusCode < 200 {
 			a.Interim = append(a.Interim, res.StatusCode)
@@ -204,7 +253,7 @@ func sendRaw(t *testing.T, base, method, path string, header map[string]string) 
 		}
 		body, err := io.ReadAll(res.Body)
 		if err != nil {
-			t.Fatalf("%s %s: body: %v", method, path, err)
+			a.BodyErr = err.Error()
 		}
 		res.Header.Del("Date")
 		a.Status, a.Header, a.Body, a.Trailer = res.StatusCode, res.Header, string(body), res.Trailer

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -265,13 +264,7 @@ routes: [{name: up, match: {path: /upload}, upstream: u}]
 }
 
 func TestUpstreamErrors(t *testing.T) {
-	// A port with nothing listening: connect refused.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := closedPortURL(t) // connect refused
 
 	hang := make(chan struct{})
 	defer close(hang)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -122,6 +123,18 @@ func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
 		t.Fatalf("problem body %q: %v", body, err)
 	}
 	return p
+}
+
+// closedPortURL is an http:// URL of a loopback port nothing listens on:
+// a dial there is refused.
+func closedPortURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
 }
 
 // yamlList renders targets as a YAML flow sequence.
