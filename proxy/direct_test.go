@@ -2,11 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -260,3 +264,81 @@ func sendRaw(t *testing.T, base, method, path string, header map[string]string) 
 		return a
 	}
 }
+
+// FuzzDirectHead checks forwardDirect's upstream head against the one
+// ReverseProxy, rewrite and h1Transport make of the same request, for any
+// request the server could have parsed: same method, target, Host and
+// header fields (values in the same order), or an error from both.
+func FuzzDirectHead(f *testing.F) {
+	f.Add("GET", "/api/a%2Fb?x=1;y=2", "Connection: X-A, keep-alive\nX-A: 1\nTe: trailers, gzip\nX-Forwarded-For: 10.0.0.1\nForwarded: for=10.0.0.1", true)
+	f.Add("POST", "/p?%zz", "User-Agent: \nKeep-Alive: 5\nProxy-Connection: x", false)
+	f.Add("DELETE", "/api", "Connection: User-Agent\nUser-Agent: u\nCookie: a=1\nCookie: b=2", true)
+	f.Add("OPTIONS", "/x?", "Host: other.example:81\nUpgrade: h2c", false)
+	target, _ := url.Parse("http://127.0.0.1:9")
+	f.Fuzz(func(t *testing.T, method, target2, lines string, strip bool) {
+		raw := method + " " + target2 + " HTTP/1.1\r\n"
+		if !strings.Contains(strings.ToLower(lines), "host:") {
+			raw += "Host: shop.example\r\n"
+		}
+		for l := range strings.SplitSeq(lines, "\n") {
+			if l != "" {
+				raw += l + "\r\n"
+			}
+		}
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw + "\r\n")))
+		if err != nil || !strings.HasPrefix(r.URL.Path, "/") || r.ContentLength != 0 || r.Body != http.NoBody {
+			return // the server would refuse it, or it has a body: not forwarded directly
+		}
+		r.RemoteAddr = "192.0.2.7:4711"
+		st := &reqState{route: &Route{}, target: &Target{URL: target}}
+		if strip {
+			st.route.strip = "/api"
+		}
+		if !(&Proxy{}).direct(r, st) {
+			return
+		}
+
+		var viaRP bytes.Buffer
+		var rpErr error
+		rp := &httputil.ReverseProxy{
+			Rewrite: rewrite,
+			Transport: roundTripFunc(func(out *http.Request) (*http.Response, error) {
+				if !fast(out) {
+					t.Fatalf("ReverseProxy's request would not take h1Transport: %+v", out)
+				}
+				bw := bufio.NewWriter(&viaRP)
+				if rpErr = writeRequestHead(bw, out); rpErr == nil {
+					rpErr = bw.Flush()
+				}
+				return &http.Response{StatusCode: 204, Body: http.NoBody, Header: http.Header{}, Request: out}, nil
+			}),
+		}
+		rp.ServeHTTP(httptest.NewRecorder(), r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+
+		var direct bytes.Buffer
+		bw := bufio.NewWriter(&direct)
+		x := &directExchange{r: r, w: httptest.NewRecorder(), strip: st.route.strip, target: target}
+		dErr := x.writeHead(bw)
+		if dErr == nil {
+			dErr = bw.Flush()
+		}
+		if (dErr == nil) != (rpErr == nil) {
+			t.Fatalf("direct error %v, ReverseProxy error %v", dErr, rpErr)
+		}
+		if dErr != nil {
+			return
+		}
+		a, errA := http.ReadRequest(bufio.NewReader(&direct))
+		b, errB := http.ReadRequest(bufio.NewReader(&viaRP))
+		if errA != nil || errB != nil {
+			t.Fatalf("heads do not parse: direct %v, ReverseProxy %v\n%q\n%q", errA, errB, direct.String(), viaRP.String())
+		}
+		if a.Method != b.Method || a.RequestURI != b.RequestURI || a.Host != b.Host || !reflect.DeepEqual(a.Header, b.Header) {
+			t.Fatalf("heads differ\n direct:       %s %s %s %v\n ReverseProxy: %s %s %s %v", a.Method, a.RequestURI, a.Host, a.Header, b.Method, b.RequestURI, b.Host, b.Header)
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
