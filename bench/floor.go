@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"time"
 )
 
@@ -39,13 +38,7 @@ func runFloorRole(listen, target string, life time.Duration) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		ln.Close()
-	}()
-	t := time.AfterFunc(life, func() { ln.Close() })
-	defer t.Stop()
-	fmt.Println(ln.Addr().String()) // the harness waits for this line
+	defer endRole(ln, life, func() { ln.Close() })()
 	serveFloor(ln, u.Host, life)
 	return nil
 }

@@ -262,7 +262,7 @@ func (h *harness) startUpstream(slots int, service time.Duration) (*proc, error)
 // the floor of Go's runtime (a minimal forwarder, floor.go), then each
 // proxy; sluice also with its access log (on by default).
 func (h *harness) overheadTargets() []peer {
-	ts := []peer{{"direct (no proxy)", nil}, {floorRow, startFloor}, {"sluice", startSluice},
+	ts := []peer{{"direct (no proxy)", nil}, {floorRow, forwarderRole("Go floor", "floor")}, {"sluice", startSluice},
 		{"sluice, access log on", func(h *harness, m mode, up string) (*proc, string, error) {
 			return startSluiceWith(h, m, up, true, nil)
 		}},

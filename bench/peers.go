@@ -43,7 +43,7 @@ func peers() []peer {
 		{"HAProxy", startHAProxy},
 		{"nginx", startNginx},
 		{"Caddy", startCaddy},
-		{"httputil.ReverseProxy", startPlain},
+		{"httputil.ReverseProxy", forwarderRole("httputil.ReverseProxy", "plainproxy")},
 	}
 }
 
@@ -241,30 +241,21 @@ func startCaddy(h *harness, m mode, upstream string) (*proc, string, error) {
 	return p, addr, nil
 }
 
-func startPlain(h *harness, m mode, upstream string) (*proc, string, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, "", err
+// forwarderRole starts a child role of this binary that forwards to the
+// upstream: plainproxy (httputil.ReverseProxy), or floor (the minimal Go
+// forwarder of floor.go, a reference row of the overhead table, not a peer).
+func forwarderRole(name, role string) func(*harness, mode, string) (*proc, string, error) {
+	return func(h *harness, m mode, upstream string) (*proc, string, error) {
+		addr, err := freePort()
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := startSelf(name, "-role", role, "-listen", addr, "-target", "http://"+upstream, "-life", childLife.String())
+		if err != nil {
+			return nil, "", err
+		}
+		return p, addr, nil
 	}
-	p, err := startSelf("httputil.ReverseProxy", "-role", "plainproxy", "-listen", addr, "-target", "http://"+upstream, "-life", childLife.String())
-	if err != nil {
-		return nil, "", err
-	}
-	return p, addr, nil
-}
-
-// startFloor runs the floor role: the minimal Go forwarder of floor.go, a
-// reference row of the overhead table, not a peer.
-func startFloor(h *harness, m mode, upstream string) (*proc, string, error) {
-	addr, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	p, err := startSelf("Go floor", "-role", "floor", "-listen", addr, "-target", "http://"+upstream, "-life", childLife.String())
-	if err != nil {
-		return nil, "", err
-	}
-	return p, addr, nil
 }
 
 // tools are the Debian packages the harness drives, by the binary each

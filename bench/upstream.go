@@ -105,18 +105,25 @@ func (s *slot) serve(arrived time.Time, service time.Duration) {
 	s.late = max(time.Since(s.due), 0)
 }
 
+// endRole calls stop when stdin closes (the harness is gone or done with
+// the role) or life passes, whichever is first, and prints ln's address,
+// which the harness waits for. The function it returns stops the timer.
+func endRole(ln net.Listener, life time.Duration, stop func()) func() bool {
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	t := time.AfterFunc(life, stop)
+	fmt.Println(ln.Addr().String())
+	return t.Stop
+}
+
 // serveRole runs a child role until its stdin closes (the harness is gone
 // or done with it) or life passes, whichever is first: a child never
 // outlives the run that started it.
 func serveRole(ln net.Listener, h http.Handler, life time.Duration) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 90 * time.Second}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		srv.Close()
-	}()
-	t := time.AfterFunc(life, func() { srv.Close() })
-	defer t.Stop()
-	fmt.Println(ln.Addr().String()) // the harness waits for this line
+	defer endRole(ln, life, func() { srv.Close() })()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -80,19 +80,6 @@ func dropFromRequest(k string) bool {
 	return false
 }
 
-// connectionListed reports whether the Connection header values conn name
-// header k (RFC 9110 §7.6.1: those are hop-by-hop too).
-func connectionListed(conn []string, k string) bool {
-	for _, f := range conn {
-		for sf := range strings.SplitSeq(f, ",") {
-			if strings.EqualFold(strings.Trim(sf, " \t"), k) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // writeHead writes the upstream request head: what writeRequestHead would
 // write for the request ReverseProxy and rewrite build from x.r.
 func (x *directExchange) writeHead(w *bufio.Writer) error {
@@ -117,7 +104,7 @@ func (x *directExchange) writeHead(w *bufio.Writer) error {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	if ua := r.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" && !connectionListed(conn, "User-Agent") {
+	if ua := r.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" && !containsToken(conn, "User-Agent") {
 		writeHeaderLine(w, "User-Agent", ua[0])
 	}
 	switch r.Method {
@@ -125,7 +112,7 @@ func (x *directExchange) writeHead(w *bufio.Writer) error {
 		w.WriteString("Content-Length: 0\r\n")
 	}
 	for k, vs := range r.Header {
-		if dropFromRequest(k) || len(conn) > 0 && connectionListed(conn, k) {
+		if dropFromRequest(k) || len(conn) > 0 && containsToken(conn, k) {
 			continue
 		}
 		for _, v := range vs {
@@ -307,7 +294,8 @@ func copyHeader(dst, src http.Header) {
 }
 
 // containsToken reports whether a comma-separated header has token
-// (case-insensitively) as one of its elements.
+// (case-insensitively) as one of its elements: "trailers" in Te, or a
+// header the Connection header names (RFC 9110 §7.6.1: hop-by-hop too).
 func containsToken(values []string, token string) bool {
 	for _, v := range values {
 		for e := range strings.SplitSeq(v, ",") {

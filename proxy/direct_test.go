@@ -184,18 +184,12 @@ routes:
 	}
 	// Both proxies counted the same answers, upstream failures included.
 	for i, rt := range direct.Routes() {
-		var a, b []string
-		rt.Codes(func(code int, n uint64) { a = append(a, fmt.Sprint(code, "×", n)) })
-		viaRP.Routes()[i].Codes(func(code int, n uint64) { b = append(b, fmt.Sprint(code, "×", n)) })
-		if !reflect.DeepEqual(a, b) {
+		if a, b := codeList(rt.Codes), codeList(viaRP.Routes()[i].Codes); !reflect.DeepEqual(a, b) {
 			t.Errorf("route %s counted %v direct, %v through ReverseProxy", rt.Name(), a, b)
 		}
 	}
 	for i, u := range direct.Upstreams() {
-		var a, b []string
-		u.Codes(func(code int, n uint64) { a = append(a, fmt.Sprint(code, "×", n)) })
-		viaRP.Upstreams()[i].Codes(func(code int, n uint64) { b = append(b, fmt.Sprint(code, "×", n)) })
-		if !reflect.DeepEqual(a, b) {
+		if a, b := codeList(u.Codes), codeList(viaRP.Upstreams()[i].Codes); !reflect.DeepEqual(a, b) {
 			t.Errorf("upstream %s counted %v direct, %v through ReverseProxy", u.Name(), a, b)
 		}
 	}
@@ -211,6 +205,13 @@ routes:
 	if got := sendRaw(t, direct.URL, "GET", "/cut", nil); got.BodyErr == "" {
 		t.Errorf("GET /cut: answer %+v ended cleanly, want it broken off", got)
 	}
+}
+
+// codeList lists what a Codes method reports, as "status×count".
+func codeList(codes func(func(code int, n uint64))) []string {
+	var l []string
+	codes(func(code int, n uint64) { l = append(l, fmt.Sprint(code, "×", n)) })
+	return l
 }
 
 // sendRaw sends one request on a new connection, written by hand so
