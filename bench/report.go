@@ -488,6 +488,16 @@ func overloadP99Chart(rows []overloadRow, timeout time.Duration) string {
 		},
 		VLine: 1, VLineLabel: "capacity",
 	}
+	c.Series = overloadSeries(rows, func(r overloadRow) (float64, bool) {
+		return float64(r.Res.AnsweredP99) / float64(time.Millisecond), r.Res.HasAnswered
+	})
+	return c.svg()
+}
+
+// overloadSeries is one line a proxy, sluice's drawn thicker, through the
+// point y(row) gives at each offered load where it gives one.
+func overloadSeries(rows []overloadRow, y func(overloadRow) (float64, bool)) []series {
+	var ss []series
 	for _, name := range proxiesIn(rows) {
 		s := series{Name: name, Color: peerColor(name), Width: 2}
 		if name == "sluice" {
@@ -497,13 +507,13 @@ func overloadP99Chart(rows []overloadRow, timeout time.Duration) string {
 			if r.Proxy != name || r.Res == nil {
 				continue
 			}
-			if r.Res.HasAnswered {
-				s.Points = append(s.Points, [2]float64{r.Factor, float64(r.Res.AnsweredP99) / float64(time.Millisecond)})
+			if v, ok := y(r); ok {
+				s.Points = append(s.Points, [2]float64{r.Factor, v})
 			}
 		}
-		c.Series = append(c.Series, s)
+		ss = append(ss, s)
 	}
-	return c.svg()
+	return ss
 }
 
 func goodputChart(rows []overloadRow) string {
@@ -519,18 +529,9 @@ func goodputChart(rows []overloadRow) string {
 		YFmt:   func(v float64) string { return thousands(v) },
 		VLine:  1, VLineLabel: "capacity",
 	}
-	for _, name := range proxiesIn(rows) {
-		s := series{Name: name, Color: peerColor(name), Width: 2}
-		if name == "sluice" {
-			s.Width = 4
-		}
-		for _, r := range rows {
-			if r.Proxy == name && r.Res != nil {
-				s.Points = append(s.Points, [2]float64{r.Factor, math.Min(r.Res.Goodput(), 1200)})
-			}
-		}
-		c.Series = append(c.Series, s)
-	}
+	c.Series = overloadSeries(rows, func(r overloadRow) (float64, bool) {
+		return math.Min(r.Res.Goodput(), 1200), true
+	})
 	return c.svg()
 }
 

@@ -104,13 +104,20 @@ func TestRouteIndexMatchesScan(t *testing.T) {
 				p = strings.TrimPrefix(p, "/") // not a path a server hands over, but exact all the same
 			}
 			method := methods[r.IntN(len(methods))]
-			want := scanLookup(routes, host, p, method)
-			for form, ix := range ixs {
-				if got := ix.lookup(host, p, method); got != want {
-					t.Fatalf("table %d, form %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
-						table, form, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
-				}
-			}
+			checkAgainstScan(t, table, ixs, routes, host, p, method)
+		}
+	}
+}
+
+// checkAgainstScan fails t unless every form of the index finds what a
+// first-match scan of routes finds.
+func checkAgainstScan(t *testing.T, table int, ixs []*routeIndex, routes []*Route, host, p, method string) {
+	t.Helper()
+	want := scanLookup(routes, host, p, method)
+	for form, ix := range ixs {
+		if got := ix.lookup(host, p, method); got != want {
+			t.Fatalf("table %d, form %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
+				table, form, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
 		}
 	}
 }
@@ -185,13 +192,7 @@ func TestRouteIndexManyChildrenScan(t *testing.T) {
 			}
 			p := path() + path()[:r.IntN(2)]
 			method := ms[r.IntN(len(ms))]
-			want := scanLookup(routes, host, p, method)
-			for form, ix := range ixs {
-				if got := ix.lookup(host, p, method); got != want {
-					t.Fatalf("table %d, form %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
-						table, form, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
-				}
-			}
+			checkAgainstScan(t, table, ixs, routes, host, p, method)
 		}
 	}
 }

@@ -167,6 +167,18 @@ func exchange(t *testing.T, c net.Conn, raw string) []string {
 // and its connection closed; the request before it on the connection is
 // answered, the request smuggled behind it never reaches the upstream, and
 // the refusal is counted.
+// startCatchAll serves one route, every path, to upstream on the plain
+// listener.
+func startCatchAll(t *testing.T, upstream string) *Server {
+	t.Helper()
+	return startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: [%q]}]
+routes: [{name: all, match: {path_prefix: /}, upstream: u}]
+`, upstream))
+}
+
 func TestFramingConflictRefused(t *testing.T) {
 	up := newPathRecorder(t)
 	_, certFile, keyFile := staticFiles(t)
@@ -220,12 +232,7 @@ routes: [{name: all, match: {path_prefix: /}, upstream: u}]
 // connection, since the guard no longer follows it.
 func TestUpgradeThroughGuard(t *testing.T) {
 	up := newPathRecorder(t)
-	s := startServer(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-upstreams: [{name: u, targets: [%q]}]
-routes: [{name: all, match: {path_prefix: /}, upstream: u}]
-`, up.URL))
+	s := startCatchAll(t, up.URL)
 
 	c, err := net.Dial("tcp", s.ProxyAddr())
 	if err != nil {
@@ -306,12 +313,7 @@ func TestGuardLargeBodyThenNext(t *testing.T) {
 		fmt.Fprintf(w, "%s %d", r.URL.Path, n)
 	}))
 	defer up.Close()
-	s := startServer(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-admin: {listen: "127.0.0.1:0"}
-upstreams: [{name: u, targets: [%q]}]
-routes: [{name: all, match: {path_prefix: /}, upstream: u}]
-`, up.URL))
+	s := startCatchAll(t, up.URL)
 	tr := &http.Transport{MaxConnsPerHost: 1}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
