@@ -30,6 +30,7 @@ type reqState struct {
 	route      *Route // nil when no route matched
 	target     *Target
 	clientCtx  context.Context // the client's own context, before the route deadline
+	rctx       routeCtx        // the client's context with the route deadline
 	reason     admission.Reason
 	queueWait  time.Duration
 	span       trace.Span // nil when tracing is off

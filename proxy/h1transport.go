@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,8 +31,9 @@ import (
 // response body returns the connection to the pool when read to its end.
 //
 // What http.Transport does that matters here is kept: the response header
-// timeout; cancellation (a context that ends closes the read with a
-// deadline in the past); interim 1xx responses passed to the request's
+// timeout and the context's deadline, as read deadlines; cancellation (a
+// context that ends closes the read with a deadline in the past, once the
+// exchange has run for watchAfter or has a body still to read); interim 1xx responses passed to the request's
 // httptrace hook, as ReverseProxy forwards them; one retry of an
 // idempotent request on a fresh connection when a reused one turns out to
 // have been closed by the upstream before it answered a byte; a check that
@@ -122,10 +124,14 @@ func (t *h1Transport) exchange(ctx context.Context, addr string, req *http.Reque
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if d, ok := ctx.Deadline(); ok && isTimeout(err) && !time.Now().Before(d) {
+			return nil, context.DeadlineExceeded // the read deadline was ctx's, its timer not yet run
+		}
 		// The upstream closed a kept-alive connection as we reused it
 		// (before answering a byte): an idempotent request is safe to send
-		// again, as http.Transport would.
-		if retried || !pc.reused || pc.gotByte || !idempotent(req.Method) {
+		// again, as http.Transport would. An upstream that timed out is
+		// not asked twice.
+		if retried || !pc.reused || pc.gotByte || !idempotent(req.Method) || isTimeout(err) {
 			return nil, err
 		}
 	}
@@ -251,8 +257,9 @@ type h1Conn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 
-	reused  bool // taken from the pool for this request
-	gotByte bool // some of the response has arrived
+	reused  bool        // taken from the pool for this request
+	gotByte bool        // some of the response has arrived
+	stop    func() bool // stops watching the request's context; nil: not watched
 }
 
 // open reports whether an idle connection can carry a request: the
@@ -262,6 +269,7 @@ func (pc *h1Conn) open() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
+	pc.c.SetReadDeadline(time.Time{}) // the last exchange's may have passed
 	sc, ok := pc.c.(syscall.Conn)
 	if !ok {
 		return true
@@ -285,12 +293,32 @@ func (pc *h1Conn) close() { pc.c.Close() }
 // aLongTimeAgo is a deadline that has passed: set, it ends a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// watchAfter is how long an exchange waits for its upstream before it
+// watches its context. Until then the route's deadline and the response
+// header timeout bound it as read deadlines, and a client that leaves is
+// noticed when the answer is written to it: an upstream that answers
+// within watchAfter costs no context registration, no timer and no
+// second deadline. After it (or at once for a body still to come) the
+// context is watched as http.Transport watches it, and a client that left
+// closes the upstream connection.
+const watchAfter = 50 * time.Millisecond
+
 // roundTrip writes x's head and reads the response head. On success the
 // response's body owns the connection.
 func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange, respTimeout time.Duration) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	now := time.Now()
+	bodyBy, _ := ctx.Deadline() // zero: none
+	headBy := bodyBy
+	if respTimeout > 0 && (headBy.IsZero() || now.Add(respTimeout).Before(headBy)) {
+		headBy = now.Add(respTimeout)
+	}
+	watchBy := now.Add(watchAfter)
+	if !headBy.IsZero() && headBy.Before(watchBy) {
+		watchBy = headBy
+	}
+	pc.c.SetReadDeadline(watchBy)
 	fail := func(err error) (*http.Response, error) {
-		stop()
+		pc.unwatch()
 		return nil, err
 	}
 	if err := x.writeHead(pc.bw); err != nil {
@@ -299,15 +327,21 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 	if err := pc.bw.Flush(); err != nil {
 		return fail(err)
 	}
-	if respTimeout > 0 {
-		pc.c.SetReadDeadline(time.Now().Add(respTimeout))
-	}
 	var resp *http.Response
 	for {
 		if _, err := pc.br.Peek(1); err != nil {
+			if pc.stop == nil && isTimeout(err) && !watchBy.Equal(headBy) {
+				// No answer within watchAfter: wait on, watching ctx.
+				pc.watch(ctx, headBy)
+				continue
+			}
 			return fail(err)
 		}
 		pc.gotByte = true
+		if pc.stop == nil && !headBuffered(pc.br) {
+			// The rest of the head may take longer than watchAfter.
+			pc.watch(ctx, headBy)
+		}
 		var err error
 		if resp, err = http.ReadResponse(pc.br, req); err != nil {
 			return fail(err)
@@ -324,16 +358,58 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 			return fail(err)
 		}
 	}
-	if respTimeout > 0 {
-		pc.c.SetReadDeadline(time.Time{})
-	}
-	b := &h1Body{pc: pc, rc: resp.Body, keep: !resp.Close, stop: stop}
+	b := &h1Body{pc: pc, rc: resp.Body, keep: !resp.Close}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 		return resp, nil
 	}
+	if resp.ContentLength < 0 || int64(pc.br.Buffered()) < resp.ContentLength {
+		// Body still to come: bounded by the route's deadline alone, and
+		// cut if the client leaves. (A body already in the buffer needs
+		// neither: no more reads. The connection's read deadline is set
+		// again before its next use.)
+		pc.watch(ctx, bodyBy)
+	}
 	resp.Body = b
 	return resp, nil
+}
+
+// watch bounds the connection's reads by until (zero: no bound) and cuts
+// them when ctx ends.
+func (pc *h1Conn) watch(ctx context.Context, until time.Time) {
+	pc.c.SetReadDeadline(until)
+	if pc.stop == nil {
+		pc.stop = context.AfterFunc(ctx, pc.cut)
+	} else if ctx.Err() != nil {
+		pc.cut() // ctx ended before the deadline above was set: it won
+	}
+}
+
+// cut ends the connection's blocked and future reads and writes.
+func (pc *h1Conn) cut() { pc.c.SetDeadline(aLongTimeAgo) }
+
+// unwatch stops watching the context and reports whether the connection
+// is untouched by it: false if ctx ended and cut it.
+func (pc *h1Conn) unwatch() bool {
+	if pc.stop == nil {
+		return true
+	}
+	ok := pc.stop()
+	pc.stop = nil
+	return ok
+}
+
+// headBuffered reports whether a whole response head is in br's buffer.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // writeRequestHead writes req's request line and header block, as
@@ -403,7 +479,6 @@ type h1Body struct {
 	pc   *h1Conn
 	rc   io.ReadCloser
 	keep bool // the upstream did not ask to close
-	stop func() bool
 	done bool
 }
 
@@ -432,7 +507,7 @@ func (b *h1Body) Close() error {
 // it; otherwise it is closed.
 func (b *h1Body) finish(atEOF bool) {
 	b.done = true
-	if b.stop() && atEOF && b.keep {
+	if b.pc.unwatch() && atEOF && b.keep {
 		b.pc.t.put(b.pc)
 		return
 	}

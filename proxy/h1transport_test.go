@@ -218,6 +218,106 @@ func TestH1Timeouts(t *testing.T) {
 	}
 }
 
+// TestH1TimeoutNotRetried: a response header timeout on a reused
+// connection is not a stale connection: the request is not sent again.
+func TestH1TimeoutNotRetried(t *testing.T) {
+	release := make(chan struct{})
+	up := newRawUpstream(t, func(conn, n int, req *http.Request, w *bufio.Writer) bool {
+		if req.URL.Path == "/slow" {
+			<-release
+		}
+		return ok(w, fmt.Sprint("conn ", conn))
+	})
+	defer close(release)
+	rt := newTestH1(4, 100*time.Millisecond)
+	defer rt.CloseIdleConnections()
+	if code, body, err := send(t, rt, "GET", up.url()+"/", nil); err != nil || code != 200 || body != "conn 1" {
+		t.Fatalf("first: %d %q %v", code, body, err)
+	}
+	if _, _, err := send(t, rt, "GET", up.url()+"/slow", nil); !isTimeout(err) {
+		t.Fatalf("reused connection, upstream silent: %v, want a timeout", err)
+	}
+	if n := up.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 (the timed-out GET was not sent again)", n)
+	}
+}
+
+// TestH1AnswersPastWatchAfter: an answer slower than watchAfter — a head
+// that arrives in two parts, a 103 long before its 200, a body that
+// trickles — still arrives whole, on a connection that is kept; a context
+// that ends after watchAfter, or a deadline that passes, ends the wait.
+func TestH1AnswersPastWatchAfter(t *testing.T) {
+	pause := func(w *bufio.Writer) {
+		w.Flush()
+		time.Sleep(3 * watchAfter)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	up := newRawUpstream(t, func(conn, n int, req *http.Request, w *bufio.Writer) bool {
+		switch req.URL.Path {
+		case "/split-head":
+			w.WriteString("HTTP/1.1 200 OK\r\n")
+			pause(w)
+			w.WriteString("Content-Length: 2\r\n\r\nok")
+		case "/late-final":
+			w.WriteString("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+			pause(w)
+			return ok(w, "ok")
+		case "/trickle":
+			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok")
+			pause(w)
+			w.WriteString("ok")
+		case "/stall-body":
+			w.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok")
+			w.Flush()
+			<-release
+			return false
+		case "/hang":
+			<-release
+			return false
+		default:
+			return ok(w, fmt.Sprint("conn ", conn))
+		}
+		return true
+	})
+	rt := newTestH1(4, time.Second)
+	defer rt.CloseIdleConnections()
+	for _, path := range []string{"/split-head", "/late-final", "/trickle"} {
+		code, body, err := send(t, rt, "GET", up.url()+path, nil)
+		if err != nil || code != 200 || (body != "ok" && body != "okok") {
+			t.Errorf("%s: %d %q %v, want 200 and the whole body", path, code, body, err)
+		}
+	}
+	if n := up.conns.Load(); n != 1 {
+		t.Errorf("%d connections for three slow answers, want 1 (kept after each)", n)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(3*watchAfter, cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", up.url()+"/hang", nil)
+	if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
+		t.Errorf("canceled after watchAfter: %v, want context.Canceled", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*watchAfter)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, "GET", up.url()+"/hang", nil)
+	if _, err := rt.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("deadline after watchAfter: %v, want context.DeadlineExceeded", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 3*watchAfter)
+	defer cancel()
+	req, _ = http.NewRequestWithContext(ctx, "GET", up.url()+"/stall-body", nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("stalled body, head: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" || !isTimeout(err) {
+		t.Errorf("stalled body past the deadline: %q %v, want \"ok\" then a timeout", b, err)
+	}
+}
+
 // TestH1InterimAndEarlyClose: a 103 reaches the request's trace hook before
 // the 200; a body closed before its end closes the connection (the next
 // request dials), one read to its end is reused.

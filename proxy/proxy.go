@@ -360,15 +360,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 	w := &st.sw
-	ctx := r.Context()
+	// The deadline starts before admission so that the wait in the queue
+	// counts against it (SPEC: timeout is the whole-request deadline, queue
+	// wait included).
+	var deadline time.Time
 	if rt.timeout > 0 {
-		// The deadline starts before admission so that the wait in the
-		// queue counts against it (SPEC: timeout is the whole-request
-		// deadline, queue wait included).
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
-		defer cancel()
+		deadline = time.Now().Add(rt.timeout)
 	}
+	st.rctx = routeCtx{client: r.Context(), deadline: deadline}
+	defer st.rctx.release()
+	ctx := context.Context(&st.rctx)
 
 	// No healthy target: refuse before taking a token or a queue place.
 	if !rt.up.anyHealthy() {
@@ -425,7 +426,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		// blocked reading the client's body (it waits for that goroutine),
 		// so a client that stalls its body would outlive the deadline. A
 		// read deadline of now unblocks that read when the deadline passes.
-		stop := context.AfterFunc(ctx, func() {
+		stop := context.AfterFunc(st.rctx.real(), func() {
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		})
 		defer stop()
@@ -433,7 +434,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 	if p.direct(r, st) {
 		p.forwardDirect(w, r, ctx, st)
 	} else {
-		rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+		rt.up.rp.ServeHTTP(w, r.WithContext(context.WithValue(st.rctx.real(), stateKey{}, st)))
 	}
 
 	finished = true
