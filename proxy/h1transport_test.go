@@ -189,38 +189,10 @@ func waitClosed(t *testing.T, rt *h1Transport) {
 }
 
 // TestH1Timeouts: the response header timeout and a canceled request end
-// the exchange with an error, and their connections are not reused.
+// the exchange with an error, and their connections are not reused. A
+// timeout on a reused connection is not taken for a stale one: the
+// request is not sent again.
 func TestH1Timeouts(t *testing.T) {
-	release := make(chan struct{})
-	up := newRawUpstream(t, func(conn, n int, req *http.Request, w *bufio.Writer) bool {
-		if req.URL.Path == "/slow" {
-			<-release
-		}
-		return ok(w, fmt.Sprint("conn ", conn))
-	})
-	defer close(release)
-	rt := newTestH1(4, 50*time.Millisecond)
-	defer rt.CloseIdleConnections()
-	_, _, err := send(t, rt, "GET", up.url()+"/slow", nil)
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("response header timeout: %v, want a timeout", err)
-	}
-	rt.respTimeout = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", up.url()+"/slow", nil)
-	time.AfterFunc(20*time.Millisecond, cancel)
-	if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
-		t.Fatalf("canceled: %v, want context.Canceled", err)
-	}
-	if code, body, err := send(t, rt, "GET", up.url()+"/", nil); err != nil || code != 200 || body != "conn 3" {
-		t.Fatalf("after: %d %q %v, want a third connection", code, body, err)
-	}
-}
-
-// TestH1TimeoutNotRetried: a response header timeout on a reused
-// connection is not a stale connection: the request is not sent again.
-func TestH1TimeoutNotRetried(t *testing.T) {
 	release := make(chan struct{})
 	up := newRawUpstream(t, func(conn, n int, req *http.Request, w *bufio.Writer) bool {
 		if req.URL.Path == "/slow" {
@@ -235,10 +207,20 @@ func TestH1TimeoutNotRetried(t *testing.T) {
 		t.Fatalf("first: %d %q %v", code, body, err)
 	}
 	if _, _, err := send(t, rt, "GET", up.url()+"/slow", nil); !isTimeout(err) {
-		t.Fatalf("reused connection, upstream silent: %v, want a timeout", err)
+		t.Fatalf("response header timeout on a reused connection: %v, want a timeout", err)
 	}
 	if n := up.conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1 (the timed-out GET was not sent again)", n)
+	}
+	rt.respTimeout = 0
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", up.url()+"/slow", nil)
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if _, err := rt.RoundTrip(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled: %v, want context.Canceled", err)
+	}
+	if code, body, err := send(t, rt, "GET", up.url()+"/", nil); err != nil || code != 200 || body != "conn 3" {
+		t.Fatalf("after: %d %q %v, want a third connection", code, body, err)
 	}
 }
 
