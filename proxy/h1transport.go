@@ -33,14 +33,14 @@ import (
 // What http.Transport does that matters here is kept: the response header
 // timeout and the context's deadline, as read deadlines; cancellation (a
 // context that ends closes the read with a deadline in the past, once the
-// exchange has run for watchAfter or has a body still to read); interim 1xx responses passed to the request's
-// httptrace hook, as ReverseProxy forwards them; one retry of an
-// idempotent request on a fresh connection when a reused one turns out to
-// have been closed by the upstream before it answered a byte; a check that
-// an idle connection is still open before it is reused (a peek, one
-// syscall: always for a request that cannot be retried, else after a
-// second idle); at most maxIdle idle connections per target, closed after
-// idleTimeout.
+// exchange has run for watchAfter or has a body still to read); interim 1xx
+// responses passed to the request's httptrace hook, as ReverseProxy forwards
+// them; one retry of an idempotent request on a fresh connection when a
+// reused one turns out to have been closed by the upstream before it
+// answered a byte; a check that an idle connection is still open before it
+// is reused (a peek, one syscall: always for a request that cannot be
+// retried, else after a second idle); at most maxIdle idle connections per
+// target, closed after idleTimeout.
 type h1Transport struct {
 	fallback    *http.Transport
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
