@@ -253,8 +253,7 @@ func upstreamStatus(clientCtx, reqCtx context.Context, err error) int {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return http.StatusBadGateway
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	if isTimeout(err) {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
