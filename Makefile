@@ -29,7 +29,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzRouting$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanPath$$' -fuzztime $(FUZZTIME) ./proxy
-	$(GO) test -run '^$$' -fuzz '^FuzzForwarded$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzForwarded$$' -fuzztime $(FUZZTIME) ./proxy/internal/direct
 	$(GO) test -run '^$$' -fuzz '^FuzzDirectHead$$' -fuzztime $(FUZZTIME) ./proxy
 
 # Needs the Go vulnerability database (vuln.go.dev), which this project's

@@ -82,7 +82,7 @@ var cpuBuckets = []cpuShare{
 	{What: "forwarding: sluice's direct path (forwardDirect), with its syscalls", Pattern: `sluice/proxy\.\(\*Proxy\)\.forwardDirect`},
 	{What: "forwarding: httputil.ReverseProxy.ServeHTTP (bodies, upgrades, https, traced)", Pattern: `httputil\.\(\*ReverseProxy\)\.ServeHTTP`},
 	{What: "http.Transport: its writer and reader goroutines (requests with bodies)", Pattern: `net/http\.\(\*persistConn\)\.(writeLoop|readLoop)`},
-	{What: "sluice's HTTP/1.1 upstream client (h1Transport), with its syscalls", Pattern: `sluice/proxy\.\(\*h1`},
+	{What: "sluice's HTTP/1.1 upstream client (proxy/internal/h1), with its syscalls", Pattern: `sluice/proxy/internal/h1\.`},
 	{What: "syscalls (read, write, epoll)", Pattern: `^syscall\.|internal/runtime/syscall|runtime\.netpoll`},
 	{What: "allocation (mallocgc, with its GC assists)", Pattern: `runtime\.mallocgc`},
 	{What: "background garbage collection", Pattern: `runtime\.gcBgMarkWorker|runtime\.bgsweep|runtime\.bgscavenge`},

@@ -16,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/proxy/internal/direct"
+	"sluice/proxy/internal/h1"
 )
 
 // seen is what the upstream received of one request.
@@ -119,7 +122,7 @@ routes:
   - {name: down, match: {path_prefix: /down}, upstream: down}
   - {name: all, match: {path_prefix: /}, upstream: u}
 `, up.URL, closedPortURL(t), up.URL)
-	direct := startProxy(t, cfg)
+	withDirect := startProxy(t, cfg)
 	viaRP := startProxy(t, cfg)
 	viaRP.noDirect = true
 
@@ -170,27 +173,27 @@ routes:
 		t.Run(rq.method+rq.path, func(t *testing.T) {
 			var got [2]answered
 			var saw [2]seen
-			for i, p := range []*testProxy{direct, viaRP} {
+			for i, p := range []*testProxy{withDirect, viaRP} {
 				got[i] = sendRaw(t, p.URL, rq.method, rq.path, rq.header)
 				saw[i] = last()
 			}
 			if !reflect.DeepEqual(saw[0], saw[1]) {
-				t.Errorf("upstream saw\n direct:        %+v\n ReverseProxy:  %+v", saw[0], saw[1])
+				t.Errorf("upstream saw\n withDirect:        %+v\n ReverseProxy:  %+v", saw[0], saw[1])
 			}
 			if !reflect.DeepEqual(got[0], got[1]) {
-				t.Errorf("client got\n direct:        %+v\n ReverseProxy:  %+v", got[0], got[1])
+				t.Errorf("client got\n withDirect:        %+v\n ReverseProxy:  %+v", got[0], got[1])
 			}
 		})
 	}
 	// Both proxies counted the same answers, upstream failures included.
-	for i, rt := range direct.Routes() {
+	for i, rt := range withDirect.Routes() {
 		if a, b := codeList(rt.Codes), codeList(viaRP.Routes()[i].Codes); !reflect.DeepEqual(a, b) {
-			t.Errorf("route %s counted %v direct, %v through ReverseProxy", rt.Name(), a, b)
+			t.Errorf("route %s counted %v withDirect, %v through ReverseProxy", rt.Name(), a, b)
 		}
 	}
-	for i, u := range direct.Upstreams() {
+	for i, u := range withDirect.Upstreams() {
 		if a, b := codeList(u.Codes), codeList(viaRP.Upstreams()[i].Codes); !reflect.DeepEqual(a, b) {
-			t.Errorf("upstream %s counted %v direct, %v through ReverseProxy", u.Name(), a, b)
+			t.Errorf("upstream %s counted %v withDirect, %v through ReverseProxy", u.Name(), a, b)
 		}
 	}
 	// A body that breaks off aborts the answer: the connection closes
@@ -198,11 +201,11 @@ routes:
 	// request is counted with the status it had begun (200, aborted).
 	want := map[string]int{"/down/x": 502, "/slow": 504, "/deadline-slow": 504, "/cut": 0}
 	for path, code := range want {
-		if got := sendRaw(t, direct.URL, "GET", path, nil); got.Status != code {
+		if got := sendRaw(t, withDirect.URL, "GET", path, nil); got.Status != code {
 			t.Errorf("GET %s: status %d, want %d", path, got.Status, code)
 		}
 	}
-	if got := sendRaw(t, direct.URL, "GET", "/cut", nil); got.BodyErr == "" {
+	if got := sendRaw(t, withDirect.URL, "GET", "/cut", nil); got.BodyErr == "" {
 		t.Errorf("GET /cut: answer %+v ended cleanly, want it broken off", got)
 	}
 }
@@ -267,7 +270,7 @@ func sendRaw(t *testing.T, base, method, path string, header map[string]string) 
 }
 
 // FuzzDirectHead checks forwardDirect's upstream head against the one
-// ReverseProxy, rewrite and h1Transport make of the same request, for any
+// ReverseProxy, rewrite and h1.Transport make of the same request, for any
 // request the server could have parsed: same method, target, Host and
 // header fields (values in the same order), or an error from both.
 func FuzzDirectHead(f *testing.F) {
@@ -304,11 +307,11 @@ func FuzzDirectHead(f *testing.F) {
 		rp := &httputil.ReverseProxy{
 			Rewrite: rewrite,
 			Transport: roundTripFunc(func(out *http.Request) (*http.Response, error) {
-				if !fast(out) {
-					t.Fatalf("ReverseProxy's request would not take h1Transport: %+v", out)
+				if !h1.Fast(out) {
+					t.Fatalf("ReverseProxy's request would not take h1.Transport: %+v", out)
 				}
 				bw := bufio.NewWriter(&viaRP)
-				if rpErr = writeRequestHead(bw, out); rpErr == nil {
+				if rpErr = h1.WriteRequestHead(bw, out); rpErr == nil {
 					rpErr = bw.Flush()
 				}
 				return &http.Response{StatusCode: 204, Body: http.NoBody, Header: http.Header{}, Request: out}, nil
@@ -316,10 +319,10 @@ func FuzzDirectHead(f *testing.F) {
 		}
 		rp.ServeHTTP(httptest.NewRecorder(), r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 
-		var direct bytes.Buffer
-		bw := bufio.NewWriter(&direct)
-		x := &directExchange{r: r, w: httptest.NewRecorder(), strip: st.route.strip, target: target}
-		dErr := x.writeHead(bw)
+		var viaDirect bytes.Buffer
+		bw := bufio.NewWriter(&viaDirect)
+		x := &direct.Request{R: r, W: httptest.NewRecorder(), Strip: st.route.strip, Target: target}
+		dErr := x.WriteHead(bw)
 		if dErr == nil {
 			dErr = bw.Flush()
 		}
@@ -329,10 +332,10 @@ func FuzzDirectHead(f *testing.F) {
 		if dErr != nil {
 			return
 		}
-		a, errA := http.ReadRequest(bufio.NewReader(&direct))
+		a, errA := http.ReadRequest(bufio.NewReader(&viaDirect))
 		b, errB := http.ReadRequest(bufio.NewReader(&viaRP))
 		if errA != nil || errB != nil {
-			t.Fatalf("heads do not parse: direct %v, ReverseProxy %v\n%q\n%q", errA, errB, direct.String(), viaRP.String())
+			t.Fatalf("heads do not parse: direct %v, ReverseProxy %v\n%q\n%q", errA, errB, viaDirect.String(), viaRP.String())
 		}
 		if a.Method != b.Method || a.RequestURI != b.RequestURI || a.Host != b.Host || !reflect.DeepEqual(a.Header, b.Header) {
 			t.Fatalf("heads differ\n direct:       %s %s %s %v\n ReverseProxy: %s %s %s %v", a.Method, a.RequestURI, a.Host, a.Header, b.Method, b.RequestURI, b.Host, b.Header)

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"sluice/admission"
+	"sluice/proxy/internal/direct"
+	"sluice/proxy/internal/h1"
 )
 
 // StatusClientClosed is nginx's 499: the client went away before the
@@ -37,7 +37,7 @@ type reqState struct {
 	prop       propagation.TextMapPropagator
 	retryAfter int64          // Retry-After seconds of a refusal
 	aborted    bool           // the response broke off after it had begun
-	direct     directExchange // the request being forwarded by forwardDirect
+	direct     direct.Request // the request being forwarded by forwardDirect
 
 	err      error // the forwarding error, if any
 	status   int   // the status chosen for err, or 499 when the client left while queued
@@ -67,7 +67,7 @@ func stateFrom(ctx context.Context) *reqState {
 func rewrite(pr *httputil.ProxyRequest) {
 	st := stateFrom(pr.In.Context())
 	if st.route.strip != "" {
-		stripPrefix(pr.Out.URL, st.route.strip)
+		direct.StripPrefix(pr.Out.URL, st.route.strip)
 	}
 	pr.SetURL(st.target.URL)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
@@ -117,93 +117,8 @@ func setForwardingHeaders(out, in *http.Request) {
 		h["X-Forwarded-Proto"] = hdrProtoHTTPS
 	}
 	var buf [256]byte
-	vals[2] = string(appendForwarded(buf[:0], in))
+	vals[2] = string(direct.AppendForwarded(buf[:0], in))
 	h["Forwarded"] = vals[2:3:3]
-}
-
-// setForwarded appends this hop to the RFC 7239 Forwarded header.
-func setForwarded(out, in *http.Request) {
-	out.Header.Set("Forwarded", string(appendForwarded(nil, in)))
-}
-
-// appendForwarded appends the client's Forwarded chain and this hop to b.
-func appendForwarded(b []byte, in *http.Request) []byte {
-	ip, _, err := net.SplitHostPort(in.RemoteAddr)
-	if err != nil {
-		ip = in.RemoteAddr
-	}
-	for _, prior := range in.Header["Forwarded"] {
-		b = append(b, prior...)
-		b = append(b, ", "...)
-	}
-	b = append(b, "for="...)
-	switch addr, err := netip.ParseAddr(ip); {
-	case err != nil:
-		b = append(b, "unknown"...) // §6.2: the client is not known
-	case addr.Is6() && !addr.Is4In6():
-		// §6: IPv6 is bracketed and quoted. A zone (fe80::1%eth0) means
-		// nothing beyond this host, and could carry a quote: dropped.
-		b = append(b, `"[`...)
-		b = addr.WithZone("").AppendTo(b)
-		b = append(b, `]"`...)
-	default:
-		b = addr.Unmap().AppendTo(b)
-	}
-	if in.Host != "" {
-		b = append(b, ";host="...)
-		b = appendForwardedValue(b, in.Host)
-	}
-	b = append(b, ";proto="...)
-	if in.TLS != nil {
-		return append(b, "https"...)
-	}
-	return append(b, "http"...)
-}
-
-// appendForwardedValue appends v as a token, or as a quoted-string when it
-// holds characters a token may not (such as the ':' of host:port).
-func appendForwardedValue(b []byte, v string) []byte {
-	for i := 0; i < len(v); i++ {
-		if !isTokenChar(v[i]) {
-			b = append(b, '"')
-			for j := 0; j < len(v); j++ {
-				if v[j] == '"' || v[j] == '\\' {
-					b = append(b, '\\')
-				}
-				b = append(b, v[j])
-			}
-			return append(b, '"')
-		}
-	}
-	return append(b, v...)
-}
-
-// isTokenChar reports whether c is an RFC 9110 tchar.
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
-
-// stripPrefix removes prefix from u's path, leaving at least "/".
-func stripPrefix(u *url.URL, prefix string) {
-	p := strings.TrimPrefix(u.Path, prefix)
-	if p == "" || p[0] != '/' {
-		p = "/" + p
-	}
-	u.Path = p
-	if u.RawPath != "" {
-		if rp, ok := strings.CutPrefix(u.RawPath, prefix); ok {
-			if rp == "" || rp[0] != '/' {
-				rp = "/" + rp
-			}
-			u.RawPath = rp
-		} else {
-			u.RawPath = ""
-		}
-	}
 }
 
 // errorHandler answers a request ReverseProxy could not forward.
@@ -253,8 +168,38 @@ func upstreamStatus(clientCtx, reqCtx context.Context, err error) int {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return http.StatusBadGateway
 	}
-	if isTimeout(err) {
+	if h1.IsTimeout(err) {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
+}
+
+// direct reports whether serveRoute forwards r itself (forwardDirect)
+// rather than through httputil.ReverseProxy: the request and target are
+// ones the direct path takes, and r is not traced (its span's context is
+// injected into an outgoing request, which the direct path never builds).
+func (p *Proxy) direct(r *http.Request, st *reqState) bool {
+	return !p.noDirect && st.span == nil && direct.Eligible(r, st.target.URL)
+}
+
+// forwardDirect forwards r to st.target on the upstream's h1.Transport and
+// copies the response back: ReverseProxy.ServeHTTP with rewrite,
+// recordStatus and errorHandler, for the requests direct accepts. ctx is
+// the request's context under the route deadline.
+func (p *Proxy) forwardDirect(w http.ResponseWriter, r *http.Request, ctx context.Context, st *reqState) {
+	up := st.route.up
+	st.direct = direct.Request{R: r, W: w, Strip: st.route.strip, Target: st.target.URL}
+	res, err := up.h1.Send(ctx, h1.CanonicalAddr(st.target.URL), r, &st.direct)
+	st.direct = direct.Request{}
+	if err != nil {
+		answerForwardError(w, r, st, ctx, err)
+		return
+	}
+	st.upstream = res.StatusCode
+	if err := direct.WriteResponse(w, res, up.rp.ErrorLog); err != nil {
+		if r.Context().Value(http.ServerContextKey) == nil {
+			return // not under http.Server, which alone recovers the panic
+		}
+		panic(http.ErrAbortHandler) // as ReverseProxy: the response broke off
+	}
 }

@@ -107,16 +107,3 @@ func TestRateLimitValueCache(t *testing.T) {
 		t.Errorf("a repeated value costs %v allocations", allocs)
 	}
 }
-
-func TestBufferPool(t *testing.T) {
-	var p bufferPool
-	b := p.Get()
-	if len(b) != copyBufSize {
-		t.Fatalf("Get: %d bytes, want %d", len(b), copyBufSize)
-	}
-	p.Put(b)
-	p.Put(make([]byte, 10)) // not one of ours: dropped, not a panic
-	if b := p.Get(); len(b) != copyBufSize {
-		t.Fatalf("Get after Put: %d bytes", len(b))
-	}
-}

@@ -11,8 +11,8 @@ import (
 // context.WithTimeout per request costs a timer, a context and an entry in
 // the child map of net/http's request context (a map made per request for
 // it), and most requests never wait on any of it: a free bulkhead slot is
-// taken without waiting, and the upstream exchange bounds its reads with
-// the deadline itself (h1Conn.roundTrip). Deadline and Err answer without a
+// taken without waiting, and the upstream exchange (h1.Transport) bounds
+// its reads with the deadline itself. Deadline and Err answer without a
 // real context; Done, and so any select or child context, makes it.
 //
 // A routeCtx belongs to its request's goroutine and lives in the pooled

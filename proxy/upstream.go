@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"sluice/breaker"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/proxy/internal/direct"
+	"sluice/proxy/internal/h1"
 )
 
 // Target is one backend address of an upstream.
@@ -44,7 +45,7 @@ type Upstream struct {
 	healthy  atomic.Pointer[[]*Target] // snapshot of the targets in rotation
 	balancer Balancer
 	tr       *http.Transport // for health checks, and what h1 hands on
-	h1       *h1Transport    // forwards requests: the common ones itself
+	h1       *h1.Transport   // forwards requests: the common ones itself
 	rp       *httputil.ReverseProxy
 	health   *healthChecker   // nil without health_check
 	br       *breaker.Breaker // nil without breaker
@@ -124,12 +125,12 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 	}
 	u.refreshHealthy()
 	u.tr = newTransport(c, u.targets)
-	u.h1 = newH1Transport(u.tr, c.MaxIdleConns, c.ResponseHeaderTimeout)
+	u.h1 = h1.NewTransport(u.tr, c.MaxIdleConns, c.ResponseHeaderTimeout)
 	u.rp = &httputil.ReverseProxy{
 		Rewrite:        rewrite,
 		ModifyResponse: recordStatus,
 		Transport:      u.h1,
-		BufferPool:     bufferPool{},
+		BufferPool:     direct.BufferPool{},
 		ErrorHandler:   errorHandler,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -150,7 +151,7 @@ func newTransport(c config.Upstream, targets []*Target) *http.Transport {
 	// the upstream's configured targets (the rewrite already guarantees it).
 	allowed := make(map[string]bool, len(targets))
 	for _, t := range targets {
-		allowed[canonicalAddr(t.URL)] = true
+		allowed[h1.CanonicalAddr(t.URL)] = true
 	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if !allowed[addr] {
@@ -172,21 +173,6 @@ func newTransport(c config.Upstream, targets []*Target) *http.Transport {
 		// must not add gzip and transparently decompress on the proxy's CPU.
 		DisableCompression: true,
 	}
-}
-
-// canonicalAddr is host:port as the transport dials it, default port filled in.
-func canonicalAddr(u *url.URL) string {
-	port := u.Port()
-	if port != "" && !strings.Contains(u.Host, "%") {
-		return u.Host // host:port or [v6]:port already: no need to build it again
-	}
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
-	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // pick returns a healthy target. If health checks took the last target out
@@ -218,24 +204,6 @@ func (u *Upstream) refreshHealthy() {
 
 func (u *Upstream) close() {
 	u.h1.CloseIdleConnections()
-}
-
-// bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy,
-// which would otherwise allocate one per proxied body. The pool holds array
-// pointers, which Put gets back from the slice without allocating (a
-// pointer to the slice header would cost an allocation per request).
-type bufferPool struct{}
-
-const copyBufSize = 32 << 10
-
-var copyBufs = sync.Pool{New: func() any { return new([copyBufSize]byte) }}
-
-func (bufferPool) Get() []byte { return copyBufs.Get().(*[copyBufSize]byte)[:] }
-
-func (bufferPool) Put(b []byte) {
-	if len(b) == copyBufSize {
-		copyBufs.Put((*[copyBufSize]byte)(b))
-	}
 }
 
 // noHealthyRetryAfter is the Retry-After of no_healthy_upstream: the time

@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -67,9 +67,9 @@ func ok(w *bufio.Writer, body string) bool {
 	return true
 }
 
-func newTestH1(maxIdle int, respTimeout time.Duration) *h1Transport {
+func newTestH1(maxIdle int, respTimeout time.Duration) *Transport {
 	fb := &http.Transport{DialContext: (&net.Dialer{}).DialContext, IdleConnTimeout: 90 * time.Second}
-	return newH1Transport(fb, maxIdle, respTimeout)
+	return NewTransport(fb, maxIdle, respTimeout)
 }
 
 // send makes one request through rt and reads the answer.
@@ -169,11 +169,11 @@ func TestH1StaleConnection(t *testing.T) {
 
 // waitClosed waits until the upstream's close of the pooled connection is
 // visible to the idle check.
-func waitClosed(t *testing.T, rt *h1Transport) {
+func waitClosed(t *testing.T, rt *Transport) {
 	t.Helper()
 	for range 200 {
 		rt.mu.Lock()
-		var pc *h1Conn
+		var pc *persistConn
 		for _, pool := range rt.idle {
 			if len(pool) > 0 {
 				pc = pool[0]
@@ -206,7 +206,7 @@ func TestH1Timeouts(t *testing.T) {
 	if code, body, err := send(t, rt, "GET", up.url()+"/", nil); err != nil || code != 200 || body != "conn 1" {
 		t.Fatalf("first: %d %q %v", code, body, err)
 	}
-	if _, _, err := send(t, rt, "GET", up.url()+"/slow", nil); !isTimeout(err) {
+	if _, _, err := send(t, rt, "GET", up.url()+"/slow", nil); !IsTimeout(err) {
 		t.Fatalf("response header timeout on a reused connection: %v, want a timeout", err)
 	}
 	if n := up.conns.Load(); n != 1 {
@@ -295,7 +295,7 @@ func TestH1AnswersPastWatchAfter(t *testing.T) {
 	}
 	b, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if string(b) != "ok" || !isTimeout(err) {
+	if string(b) != "ok" || !IsTimeout(err) {
 		t.Errorf("stalled body past the deadline: %q %v, want \"ok\" then a timeout", b, err)
 	}
 }
@@ -389,7 +389,7 @@ func TestH1Head(t *testing.T) {
 	req, _ := http.NewRequest("POST", "http://up:8080/a%20b/c?q=1", nil)
 	req.Host = "client.example"
 	req.Header = http.Header{"User-Agent": {""}, "X-A": {"1", "2"}}
-	if err := writeRequestHead(w, req); err != nil {
+	if err := WriteRequestHead(w, req); err != nil {
 		t.Fatal(err)
 	}
 	w.Flush()
@@ -399,7 +399,7 @@ func TestH1Head(t *testing.T) {
 		t.Errorf("head %q, want %q", lines, want)
 	}
 	req.Method = "GE T"
-	if err := writeRequestHead(w, req); err == nil {
+	if err := WriteRequestHead(w, req); err == nil {
 		t.Error("a method with a space: no error")
 	}
 }

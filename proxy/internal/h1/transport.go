@@ -1,4 +1,14 @@
-package proxy
+// Package h1 is the HTTP/1.1 client sluice forwards with: a RoundTripper
+// that carries the common request — HTTP/1.1 to a plain http:// target, no
+// request body, no upgrade — on pooled connections in the calling
+// goroutine, and hands every other request to an http.Transport.
+//
+// Besides http.Request values (RoundTrip), Transport.Send takes an Exchange:
+// anything that can write a request head onto the connection and receive
+// interim responses. The proxy's direct path uses that to write the
+// upstream head straight from the client's request, without building an
+// outgoing request first.
+package h1
 
 import (
 	"bufio"
@@ -11,13 +21,14 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// h1Transport forwards the common request — HTTP/1.1 to a plain http://
+// Transport forwards the common request — HTTP/1.1 to a plain http://
 // target, no request body, no upgrade — in the calling goroutine, and hands
 // every other request to http.Transport.
 //
@@ -41,76 +52,85 @@ import (
 // is reused (a peek, one syscall: always for a request that cannot be
 // retried, else after a second idle); at most maxIdle idle connections per
 // target, closed after idleTimeout.
-type h1Transport struct {
+type Transport struct {
 	fallback    *http.Transport
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	respTimeout time.Duration // response header timeout; 0: none
 	maxIdle     int
 	idleTimeout time.Duration
 
-	mu     sync.Mutex           // guards idle, pruner
-	idle   map[string][]*h1Conn // by address, most recently used last
-	pruner *time.Timer          // armed while some connection is idle
+	mu     sync.Mutex                // guards idle, pruner
+	idle   map[string][]*persistConn // by address, most recently used last
+	pruner *time.Timer               // armed while some connection is idle
 }
 
-var _ http.RoundTripper = (*h1Transport)(nil)
+var _ http.RoundTripper = (*Transport)(nil)
 
-func newH1Transport(fallback *http.Transport, maxIdle int, respTimeout time.Duration) *h1Transport {
-	return &h1Transport{
+// NewTransport returns a Transport that dials with fallback's DialContext,
+// keeps at most maxIdle idle connections per address (at least 1) for
+// fallback's IdleConnTimeout, and waits at most respTimeout for a response
+// head (0: no limit but the request context's deadline).
+func NewTransport(fallback *http.Transport, maxIdle int, respTimeout time.Duration) *Transport {
+	return &Transport{
 		fallback:    fallback,
 		dial:        fallback.DialContext,
 		respTimeout: respTimeout,
 		maxIdle:     max(maxIdle, 1),
 		idleTimeout: fallback.IdleConnTimeout,
-		idle:        map[string][]*h1Conn{},
+		idle:        map[string][]*persistConn{},
 	}
 }
 
-// fast reports whether h1Transport forwards req itself.
-func fast(req *http.Request) bool {
+// Fast reports whether Transport forwards req itself rather than handing
+// it to the fallback.
+func Fast(req *http.Request) bool {
 	return req.URL.Scheme == "http" && req.ProtoAtLeast(1, 1) &&
 		(req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
 		len(req.Header["Upgrade"]) == 0 && len(req.Trailer) == 0 && !req.Close
 }
 
-func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !fast(req) {
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !Fast(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	return t.exchange(req.Context(), canonicalAddr(req.URL), req, (*clientRequest)(req))
+	return t.Send(req.Context(), CanonicalAddr(req.URL), req, (*clientRequest)(req))
 }
 
-// h1Exchange is what an h1Conn needs of one request besides its method:
+// Exchange is what a connection needs of one request besides its method:
 // its head, written on the connection, and where interim (1xx) responses
 // go. RoundTrip's requests are http.Requests (clientRequest); the proxy's
-// own forwarding writes the upstream head straight from the client's
-// request (directExchange), without building an outgoing request first.
-type h1Exchange interface {
-	writeHead(w *bufio.Writer) error
-	interim(code int, h http.Header) error
+// direct path writes the upstream head straight from the client's request
+// (proxy/internal/direct), without building an outgoing request first.
+type Exchange interface {
+	// WriteHead writes the request line and header block, ending with the
+	// empty line; the request has no body.
+	WriteHead(w *bufio.Writer) error
+	// Interim receives a 1xx response other than 101; an error ends the
+	// exchange.
+	Interim(code int, h http.Header) error
 }
 
-// clientRequest is an outgoing http.Request as an h1Exchange: its head is
+// clientRequest is an outgoing http.Request as an Exchange: its head is
 // what http.Request.Write would send, and 1xx responses go to its
 // httptrace hook, as http.Transport passes them.
 type clientRequest http.Request
 
-func (r *clientRequest) writeHead(w *bufio.Writer) error {
-	return writeRequestHead(w, (*http.Request)(r))
+func (r *clientRequest) WriteHead(w *bufio.Writer) error {
+	return WriteRequestHead(w, (*http.Request)(r))
 }
 
-func (r *clientRequest) interim(code int, h http.Header) error {
+func (r *clientRequest) Interim(code int, h http.Header) error {
 	if trace := httptrace.ContextClientTrace((*http.Request)(r).Context()); trace != nil && trace.Got1xxResponse != nil {
 		return trace.Got1xxResponse(code, textproto.MIMEHeader(h))
 	}
 	return nil
 }
 
-// exchange sends one request to addr on a pooled or new connection and
+// Send sends one request to addr on a pooled or new connection and
 // reads its response head; req gives the method (a HEAD response has no
 // body) and becomes the response's Request. On success the response's body
 // owns the connection.
-func (t *h1Transport) exchange(ctx context.Context, addr string, req *http.Request, x h1Exchange) (*http.Response, error) {
+func (t *Transport) Send(ctx context.Context, addr string, req *http.Request, x Exchange) (*http.Response, error) {
 	for retried := false; ; retried = true {
 		pc, err := t.conn(ctx, addr, !idempotent(req.Method))
 		if err != nil {
@@ -124,14 +144,14 @@ func (t *h1Transport) exchange(ctx context.Context, addr string, req *http.Reque
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if d, ok := ctx.Deadline(); ok && isTimeout(err) && !time.Now().Before(d) {
+		if d, ok := ctx.Deadline(); ok && IsTimeout(err) && !time.Now().Before(d) {
 			return nil, context.DeadlineExceeded // the read deadline was ctx's, its timer not yet run
 		}
 		// The upstream closed a kept-alive connection as we reused it
 		// (before answering a byte): an idempotent request is safe to send
 		// again, as http.Transport would. An upstream that timed out is
 		// not asked twice.
-		if retried || !pc.reused || pc.gotByte || !idempotent(req.Method) || isTimeout(err) {
+		if retried || !pc.reused || pc.gotByte || !idempotent(req.Method) || IsTimeout(err) {
 			return nil, err
 		}
 	}
@@ -155,7 +175,7 @@ const peekAfter = time.Second
 // connection is checked to be still open first if it has been idle for
 // peekAfter or more, or always with check: for a request that cannot be
 // sent twice.
-func (t *h1Transport) conn(ctx context.Context, addr string, check bool) (*h1Conn, error) {
+func (t *Transport) conn(ctx context.Context, addr string, check bool) (*persistConn, error) {
 	for {
 		t.mu.Lock()
 		pool := t.idle[addr]
@@ -178,16 +198,16 @@ func (t *h1Transport) conn(ctx context.Context, addr string, check bool) (*h1Con
 	if err != nil {
 		return nil, err
 	}
-	return &h1Conn{t: t, addr: addr, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
+	return &persistConn{t: t, addr: addr, c: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
 }
 
 // put returns a connection whose response was read to its end to the pool.
-func (t *h1Transport) put(pc *h1Conn) {
+func (t *Transport) put(pc *persistConn) {
 	pc.idleAt = time.Now()
 	pc.reused, pc.gotByte = false, false
 	t.mu.Lock()
 	pool := t.idle[pc.addr]
-	var drop *h1Conn
+	var drop *persistConn
 	if len(pool) >= t.maxIdle {
 		drop = pool[0] // the least recently used
 		copy(pool, pool[1:])
@@ -205,8 +225,8 @@ func (t *h1Transport) put(pc *h1Conn) {
 
 // prune closes connections idle for longer than idleTimeout, and runs again
 // while any connection is idle.
-func (t *h1Transport) prune() {
-	var old []*h1Conn
+func (t *Transport) prune() {
+	var old []*persistConn
 	t.mu.Lock()
 	n := 0
 	for addr, pool := range t.idle {
@@ -230,9 +250,9 @@ func (t *h1Transport) prune() {
 }
 
 // CloseIdleConnections closes every idle connection, of both transports.
-func (t *h1Transport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
 	t.mu.Lock()
-	var all []*h1Conn
+	var all []*persistConn
 	for addr, pool := range t.idle {
 		all = append(all, pool...)
 		delete(t.idle, addr)
@@ -248,9 +268,9 @@ func (t *h1Transport) CloseIdleConnections() {
 	t.fallback.CloseIdleConnections()
 }
 
-// h1Conn is one upstream connection of an h1Transport.
-type h1Conn struct {
-	t      *h1Transport
+// persistConn is one upstream connection of an Transport.
+type persistConn struct {
+	t      *Transport
 	addr   string
 	c      net.Conn
 	br     *bufio.Reader
@@ -265,7 +285,7 @@ type h1Conn struct {
 // open reports whether an idle connection can carry a request: the
 // upstream has not closed it (or sent anything unasked, which leaves it
 // unusable too). It peeks without blocking, one syscall.
-func (pc *h1Conn) open() bool {
+func (pc *persistConn) open() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
@@ -288,7 +308,7 @@ func (pc *h1Conn) open() bool {
 	return err == nil && alive
 }
 
-func (pc *h1Conn) close() { pc.c.Close() }
+func (pc *persistConn) close() { pc.c.Close() }
 
 // aLongTimeAgo is a deadline that has passed: set, it ends a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -305,7 +325,7 @@ const watchAfter = 50 * time.Millisecond
 
 // roundTrip writes x's head and reads the response head. On success the
 // response's body owns the connection.
-func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange, respTimeout time.Duration) (*http.Response, error) {
+func (pc *persistConn) roundTrip(ctx context.Context, req *http.Request, x Exchange, respTimeout time.Duration) (*http.Response, error) {
 	now := time.Now()
 	bodyBy, _ := ctx.Deadline() // zero: none
 	headBy := bodyBy
@@ -321,7 +341,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 		pc.unwatch()
 		return nil, err
 	}
-	if err := x.writeHead(pc.bw); err != nil {
+	if err := x.WriteHead(pc.bw); err != nil {
 		return fail(err)
 	}
 	if err := pc.bw.Flush(); err != nil {
@@ -330,7 +350,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 	var resp *http.Response
 	for {
 		if _, err := pc.br.Peek(1); err != nil {
-			if pc.stop == nil && isTimeout(err) && !watchBy.Equal(headBy) {
+			if pc.stop == nil && IsTimeout(err) && !watchBy.Equal(headBy) {
 				// No answer within watchAfter: wait on, watching ctx.
 				pc.watch(ctx, headBy)
 				continue
@@ -350,15 +370,15 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 			break
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
-			return fail(errors.New("proxy: upstream switched protocols on a request that asked for no upgrade"))
+			return fail(errors.New("h1: upstream switched protocols on a request that asked for no upgrade"))
 		}
 		// An interim response (100, 103): passed on, as ReverseProxy
 		// forwards them with http.Transport.
-		if err := x.interim(resp.StatusCode, resp.Header); err != nil {
+		if err := x.Interim(resp.StatusCode, resp.Header); err != nil {
 			return fail(err)
 		}
 	}
-	b := &h1Body{pc: pc, rc: resp.Body, keep: !resp.Close}
+	b := &body{pc: pc, rc: resp.Body, keep: !resp.Close}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 		return resp, nil
@@ -376,7 +396,7 @@ func (pc *h1Conn) roundTrip(ctx context.Context, req *http.Request, x h1Exchange
 
 // watch bounds the connection's reads by until (zero: no bound) and cuts
 // them when ctx ends.
-func (pc *h1Conn) watch(ctx context.Context, until time.Time) {
+func (pc *persistConn) watch(ctx context.Context, until time.Time) {
 	pc.c.SetReadDeadline(until)
 	if pc.stop == nil {
 		pc.stop = context.AfterFunc(ctx, pc.cut)
@@ -386,11 +406,11 @@ func (pc *h1Conn) watch(ctx context.Context, until time.Time) {
 }
 
 // cut ends the connection's blocked and future reads and writes.
-func (pc *h1Conn) cut() { pc.c.SetDeadline(aLongTimeAgo) }
+func (pc *persistConn) cut() { pc.c.SetDeadline(aLongTimeAgo) }
 
 // unwatch stops watching the context and reports whether the connection
 // is untouched by it: false if ctx ended and cut it.
-func (pc *h1Conn) unwatch() bool {
+func (pc *persistConn) unwatch() bool {
 	if pc.stop == nil {
 		return true
 	}
@@ -407,23 +427,26 @@ func headBuffered(br *bufio.Reader) bool {
 
 var crlfcrlf = []byte("\r\n\r\n")
 
-func isTimeout(err error) bool {
+// IsTimeout reports whether err is a net.Error that timed out: a read
+// deadline (the response header timeout, the route's deadline) or a dial
+// timeout.
+func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// writeRequestHead writes req's request line and header block, as
+// WriteRequestHead writes req's request line and header block, as
 // http.Request.Write would for a request without a body: Host from
 // req.Host (or the URL), no default User-Agent (an empty one is left out),
 // Content-Length: 0 for methods that usually carry a body.
-func writeRequestHead(w *bufio.Writer, req *http.Request) error {
+func WriteRequestHead(w *bufio.Writer, req *http.Request) error {
 	host := req.Host
 	if host == "" {
 		host = req.URL.Host
 	}
 	uri := req.URL.RequestURI()
-	if !validToken(req.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
-		return fmt.Errorf("proxy: invalid request line %q %q host %q", req.Method, uri, host)
+	if !ValidToken(req.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
+		return fmt.Errorf("h1: invalid request line %q %q host %q", req.Method, uri, host)
 	}
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
@@ -432,7 +455,7 @@ func writeRequestHead(w *bufio.Writer, req *http.Request) error {
 	w.WriteString(host)
 	w.WriteString("\r\n")
 	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
-		writeHeaderLine(w, "User-Agent", ua[0])
+		WriteHeaderLine(w, "User-Agent", ua[0])
 	}
 	switch req.Method {
 	case "POST", "PUT", "PATCH":
@@ -444,23 +467,25 @@ func writeRequestHead(w *bufio.Writer, req *http.Request) error {
 			continue
 		}
 		for _, v := range vs {
-			writeHeaderLine(w, k, v)
+			WriteHeaderLine(w, k, v)
 		}
 	}
 	_, err := w.WriteString("\r\n")
 	return err
 }
 
-// writeHeaderLine writes one field line, with any CR or LF in the value
+// WriteHeaderLine writes one field line, with any CR or LF in the value
 // turned into a space, as net/http does.
-func writeHeaderLine(w *bufio.Writer, k, v string) {
+func WriteHeaderLine(w *bufio.Writer, k, v string) {
 	w.WriteString(k)
 	w.WriteString(": ")
-	writeHeaderValue(w, v)
+	WriteHeaderValue(w, v)
 	w.WriteString("\r\n")
 }
 
-func validToken(s string) bool {
+// ValidToken reports whether s is a non-empty RFC 9110 token, as a method
+// must be.
+func ValidToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -473,16 +498,16 @@ func validToken(s string) bool {
 	return true
 }
 
-// h1Body is a response body that gives its connection back to the pool
+// body is a response body that gives its connection back to the pool
 // once read to its end, and closes it if closed before.
-type h1Body struct {
-	pc   *h1Conn
+type body struct {
+	pc   *persistConn
 	rc   io.ReadCloser
 	keep bool // the upstream did not ask to close
 	done bool
 }
 
-func (b *h1Body) Read(p []byte) (int, error) {
+func (b *body) Read(p []byte) (int, error) {
 	if b.done {
 		return 0, io.EOF
 	}
@@ -495,7 +520,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *h1Body) Close() error {
+func (b *body) Close() error {
 	if !b.done {
 		b.finish(false)
 	}
@@ -505,11 +530,36 @@ func (b *h1Body) Close() error {
 // finish ends the response: its connection goes back to the pool if it was
 // read to its end, the upstream keeps it open and no cancellation touched
 // it; otherwise it is closed.
-func (b *h1Body) finish(atEOF bool) {
+func (b *body) finish(atEOF bool) {
 	b.done = true
 	if b.pc.unwatch() && atEOF && b.keep {
 		b.pc.t.put(b.pc)
 		return
 	}
 	b.pc.close()
+}
+
+// WriteHeaderValue writes a field value with any CR or LF turned into a
+// space, as WriteHeaderLine does.
+func WriteHeaderValue(w *bufio.Writer, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	w.WriteString(v)
+}
+
+// CanonicalAddr is host:port as the transport dials it, default port
+// filled in: the key of its idle pool.
+func CanonicalAddr(u *url.URL) string {
+	port := u.Port()
+	if port != "" && !strings.Contains(u.Host, "%") {
+		return u.Host // host:port or [v6]:port already: no need to build it again
+	}
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
