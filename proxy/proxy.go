@@ -1,7 +1,3 @@
-// Package proxy is sluice's HTTP glue: it routes each request to the first
-// matching route, picks a target of the route's upstream, and forwards the
-// request with httputil.ReverseProxy. Refusals of every kind are turned into
-// responses in exactly one place, writeReject.
 package proxy
 
 import (
