@@ -41,7 +41,7 @@ func startObservedProxy(t *testing.T, yaml string, o Options) *testProxy {
 }
 
 // TestTracingEndToEnd exports through a real OTLP/HTTP receiver and checks:
-// one server span per request with the SPEC attributes, the client's trace
+// one server span per request with the attributes docs/SPEC.md lists, the client's trace
 // continued, the same trace id handed to the upstream in traceparent, and a
 // refusal carried as a span event.
 func TestTracingEndToEnd(t *testing.T) {

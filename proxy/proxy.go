@@ -357,8 +357,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 	w := &st.sw
 	// The deadline starts before admission so that the wait in the queue
-	// counts against it (SPEC: timeout is the whole-request deadline, queue
-	// wait included).
+	// counts against it (docs/SPEC.md: timeout is the whole-request
+	// deadline, queue wait included).
 	var deadline time.Time
 	if rt.timeout > 0 {
 		deadline = time.Now().Add(rt.timeout)

@@ -14,7 +14,8 @@ const (
 	problemCapacity = "https://iana.org/assignments/http-problem-types#temporary-reduced-capacity"
 )
 
-// rejectInfo is what SPEC's rejection table says about one reason.
+// rejectInfo is what the rejection table of docs/SPEC.md ("Admission order
+// and rejections") says about one reason.
 type rejectInfo struct {
 	status int
 	detail string
