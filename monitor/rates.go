@@ -156,7 +156,9 @@ func (h *rateHistory) add(now time.Time, r *reading) {
 func (h *rateHistory) at(i int) *rateSample { return &h.ring[(h.first+i)%rateSamples] }
 
 // Rates returns the route's current rates; all zero for a route the tracker
-// has fewer than two samples of, or does not know.
+// has fewer than two samples of, or does not know. A reading in which any
+// of a route's counters went down marks a restart of them all from zero,
+// and its counts are taken as the growth since the reading before.
 func (t *RateTracker) Rates(name string) Rates {
 	out := Rates{ByReason: make([]float64, t.reasons)}
 	t.mu.Lock()
@@ -165,18 +167,59 @@ func (t *RateTracker) Rates(name string) Rates {
 	if h == nil || h.n < 2 {
 		return out
 	}
-	first, last := h.at(0), h.at(h.n-1)
-	secs := last.at.Sub(first.at).Seconds()
+	secs := h.at(h.n - 1).at.Sub(h.at(0).at).Seconds()
 	if secs <= 0 {
 		return out
 	}
-	out.Admitted = float64(last.admitted-first.admitted) / secs
-	for i := range last.rejected {
-		r := float64(last.rejected[i]-first.rejected[i]) / secs
+	// The growth is summed sample to sample rather than taken as newest
+	// minus oldest, so that a restart of the counters in the window is
+	// counted rather than wrapping around uint64.
+	var admitted uint64
+	rejected := make([]uint64, t.reasons)
+	var zero rateSample // counters that have just started
+	for i := 1; i < h.n; i++ {
+		prev, cur := h.at(i-1), h.at(i)
+		if cur.resetSince(prev) {
+			// The counters restarted from zero in between (a reload that
+			// changes a route's settings gives it a new admission
+			// controller): all of cur's counts are new, as in
+			// Prometheus' rate().
+			prev = &zero
+		}
+		admitted += cur.admitted - prev.admitted
+		for j, n := range cur.rejected {
+			rejected[j] += n - prev.counter(j)
+		}
+	}
+	out.Admitted = float64(admitted) / secs
+	for i, n := range rejected {
+		r := float64(n) / secs
 		out.ByReason[i] = r
 		out.Rejected += r
 	}
 	return out
+}
+
+// resetSince reports whether any counter of s is below its value in prev,
+// which a monotonic counter does only when it restarted from zero.
+func (s *rateSample) resetSince(prev *rateSample) bool {
+	if s.admitted < prev.admitted {
+		return true
+	}
+	for i, n := range s.rejected {
+		if n < prev.rejected[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// counter returns rejection counter i, 0 for a sample that holds none.
+func (s *rateSample) counter(i int) uint64 {
+	if i < len(s.rejected) {
+		return s.rejected[i]
+	}
+	return 0
 }
 
 // Run samples routes at once and then every RateInterval until ctx is done.

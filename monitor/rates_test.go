@@ -170,6 +170,39 @@ func TestRatesRoutesComeAndGo(t *testing.T) {
 	wantRates(t, tr, "a", Rates{Admitted: 1.25, Rejected: 0.25, ByReason: []float64{0.25}})
 }
 
+// TestRatesCounterRestart checks a route whose counters start again from
+// zero, as a reload that changes its settings does: the new counts are
+// growth, never a wrap-around of uint64.
+func TestRatesCounterRestart(t *testing.T) {
+	clk := clock.NewFake(start)
+	tr := NewRateTracker(2, clk, nil)
+	c := newCounters()
+	for _, n := range []uint64{100, 110, 120} {
+		c.set("r", n, 50, n)
+		tr.Sample(c.all)
+		clk.Advance(RateInterval)
+	}
+	// Admitted and reason 1 went down: all three counters restarted, so
+	// reason 0's 60 is all new too, although it is above the 50 before.
+	c.set("r", 4, 60, 4)
+	tr.Sample(c.all)
+	// Over 3 s: 10+10+4 admitted, 0+0+60 and 10+10+4 rejected.
+	wantRates(t, tr, "r", Rates{Admitted: 8, Rejected: 28, ByReason: []float64{20, 8}})
+	clk.Advance(RateInterval)
+	c.set("r", 8, 60, 8)
+	tr.Sample(c.all)
+	// Over 4 s: 28 admitted, 60 and 28 rejected.
+	wantRates(t, tr, "r", Rates{Admitted: 7, Rejected: 22, ByReason: []float64{15, 7}})
+
+	// One counter going down is enough: admitted grew from 8 to 12, but
+	// reason 1 fell from 8 to 2, so 12, 60 and 2 are all new. Over 5 s:
+	// 40 admitted, 120 and 30 rejected.
+	clk.Advance(RateInterval)
+	c.set("r", 12, 60, 2)
+	tr.Sample(c.all)
+	wantRates(t, tr, "r", Rates{Admitted: 8, Rejected: 30, ByReason: []float64{24, 6}})
+}
+
 func TestRatesSumReasons(t *testing.T) {
 	clk := clock.NewFake(start)
 	tr := NewRateTracker(3, clk, nil)
