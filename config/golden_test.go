@@ -42,7 +42,7 @@ func TestGoldenBadConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := Parse("testdata/config/bad/"+name+".yaml", data)
+			cfg, err := Parse("testdata/bad/"+name+".yaml", data)
 			if err == nil {
 				t.Fatalf("%s.yaml parsed without error: %+v", name, cfg)
 			}
