@@ -45,8 +45,9 @@ type Rates struct {
 // RateInterval, and divides the growth across them by the time they span.
 // Run drives it on the clock; tests call Sample by hand.
 //
-// All methods are safe for concurrent use. The tracker's mutex is never held
-// while the caller's iterator runs, so the iterator may read the tracker.
+// All methods are safe for concurrent use. Rates never waits on a round's
+// iterator (the round holds only roundMu while it runs), so a slow iterator
+// cannot stall API readers and an iterator may itself call Rates.
 type RateTracker struct {
 	reasons int
 	clk     clock.Clock
@@ -100,8 +101,8 @@ func NewRateTracker(reasons int, clk clock.Clock, log *slog.Logger) *RateTracker
 // starts afresh if it comes back. Counts whose Rejected has the wrong length
 // are a programming error and panic.
 //
-// routes runs before the mutex is taken: the round copies every reading,
-// then records them all in one short critical section.
+// routes runs before mu is taken: the round copies every reading, then
+// records them all in one short critical section.
 func (t *RateTracker) Sample(routes iter.Seq2[string, Counts]) {
 	t.roundMu.Lock()
 	defer t.roundMu.Unlock()
