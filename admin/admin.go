@@ -21,8 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"sluice/admission"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/monitor"
 	"sluice/proxy"
 )
 
@@ -52,7 +54,7 @@ type Options struct {
 type Server struct {
 	o     Options
 	mux   *http.ServeMux
-	rates *rateTracker
+	rates *monitor.RateTracker
 	// tokenSum is the SHA-256 of Options.Token: guesses are hashed and
 	// compared with it, so the comparison is constant-time in the length
 	// too (subtle.ConstantTimeCompare returns at once on unequal lengths).
@@ -65,7 +67,12 @@ func New(o Options) *Server {
 	if o.Clock == nil {
 		o.Clock = clock.Real()
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), rates: newRateTracker(), tokenSum: sha256.Sum256([]byte(o.Token))}
+	s := &Server{
+		o:        o,
+		mux:      http.NewServeMux(),
+		rates:    monitor.NewRateTracker(len(admission.Rejections), o.Clock, nil),
+		tokenSum: sha256.Sum256([]byte(o.Token)),
+	}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		// Alive: the process answers. Load balancers use /readyz to decide traffic.
 		writeText(w, http.StatusOK, "ok\n")
@@ -89,25 +96,29 @@ func New(o Options) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Run samples the counters behind the API's per-second rates every second
-// until ctx is done.
-func (s *Server) Run(ctx context.Context) {
-	for {
-		s.Tick()
-		t := s.o.Clock.NewTimer(time.Second)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
-		}
-	}
-}
+// Run samples the counters behind the API's per-second rates at once and
+// then every second until ctx is done (monitor.RateTracker.Run).
+func (s *Server) Run(ctx context.Context) { s.rates.Run(ctx, s.routeCounts) }
 
 // Tick takes one sample of the counters behind the per-second rates.
-func (s *Server) Tick() {
-	if s.o.Proxy != nil {
-		s.rates.tick(s.o.Clock.Now(), s.o.Proxy.Routes())
+func (s *Server) Tick() { s.rates.Sample(s.routeCounts) }
+
+// routeCounts yields every route's admission counters, the rejections in
+// admission.Rejections order, for the rate tracker. It yields one slice for
+// every route, which the tracker copies.
+func (s *Server) routeCounts(yield func(string, monitor.Counts) bool) {
+	if s.o.Proxy == nil {
+		return
+	}
+	rejected := make([]uint64, len(admission.Rejections))
+	for _, rt := range s.o.Proxy.Routes() {
+		adm := rt.Admission()
+		for i, r := range admission.Rejections {
+			rejected[i] = adm.Rejected(r)
+		}
+		if !yield(rt.Name(), monitor.Counts{Admitted: adm.Admitted(), Rejected: rejected}) {
+			return
+		}
 	}
 }
 

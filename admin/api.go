@@ -171,8 +171,8 @@ func (s *Server) summary(rt *proxy.Route) routeSummary {
 	if bh := adm.Bulkhead(); bh != nil {
 		rs.MaxConcurrent, rs.QueueCapacity = bh.MaxConcurrent(), bh.MaxDepth()
 	}
-	r := s.rates.rates(rt.Name())
-	rs.AdmittedPerSec, rs.RejectedPerSec = r.admitted, r.rejected
+	r := s.rates.Rates(rt.Name())
+	rs.AdmittedPerSec, rs.RejectedPerSec = r.Admitted, r.Rejected
 	return rs
 }
 
@@ -202,7 +202,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	adm := rt.Admission()
 	now := s.o.Clock.Now()
-	rates := s.rates.rates(rt.Name())
+	rates := s.rates.Rates(rt.Name())
 	d := routeDetail{
 		routeSummary:           s.summary(rt),
 		AdmittedTotal:          adm.Admitted(),
@@ -218,7 +218,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	for i, reason := range admission.Rejections {
 		d.RejectedTotal[reason.String()] = adm.Rejected(reason)
-		d.RejectedPerSecByReason[reason.String()] = rates.byReason[i]
+		d.RejectedPerSecByReason[reason.String()] = rates.ByReason[i]
 	}
 	rt.Codes(func(code int, n uint64) { d.RequestsByCode[strconv.Itoa(code)] = n })
 	if bh := adm.Bulkhead(); bh != nil {

@@ -166,6 +166,44 @@ func TestRoutesAPIAddsUp(t *testing.T) {
 
 // TestBackpressureAPI saturates the slow route (2 in flight, 1 queued),
 // samples on the fake clock, and reads the SPEC fields.
+// TestRatesAcrossReload reloads a config that changes the fast route, which
+// gives it a new admission controller whose counters start from zero: its
+// rates count the new admissions and never read the drop as a wrap-around.
+func TestRatesAcrossReload(t *testing.T) {
+	f := newFixture(t, "")
+	for i := 0; i < 3; i++ {
+		status(t, f.proxyURL+"/fast")
+	}
+	f.admin.Tick()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`
+upstreams:
+  - {name: api, targets: ["%s"], breaker: {consecutive_failures: 3, open_timeout: 30s}}
+routes:
+  - name: fast
+    match: {path_prefix: /fast}
+    upstream: api
+    rate_limit: {rps: 2, burst: 3}
+`, f.p.Upstreams()[0].Targets()[0].URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.p.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	status(t, f.proxyURL+"/fast")
+	f.clk.Advance(time.Second)
+	f.admin.Tick()
+
+	var d routeDetail
+	if code := f.getJSON(t, "/api/v1/routes/fast", "", &d); code != 200 {
+		t.Fatalf("route detail: %d", code)
+	}
+	if d.AdmittedTotal != 1 || d.AdmittedPerSec != 1 || d.RejectedPerSec != 0 {
+		t.Errorf("after the reload: admitted %d at %v/s, rejected %v/s; want 1 at 1/s and 0/s",
+			d.AdmittedTotal, d.AdmittedPerSec, d.RejectedPerSec)
+	}
+}
+
 func TestBackpressureAPI(t *testing.T) {
 	f := newFixture(t, "")
 	done := make(chan int, 3)

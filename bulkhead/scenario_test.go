@@ -15,9 +15,9 @@ import (
 	"sluice/clock"
 )
 
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/bulkhead/*.txt")
+var update = flag.Bool("update", false, "rewrite the expected output in testdata/*.txt")
 
-// TestScenarios runs the data-driven scenarios in testdata/bulkhead, in the
+// TestScenarios runs the data-driven scenarios in testdata/*.txt, in the
 // manner of CockroachDB's testdata/work_queue. Each block is a command, a
 // "----" line and the expected output, ended by a blank line; lines
 // starting with # between blocks are comments. Run with -update to rewrite
@@ -48,12 +48,12 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //
 // Every grant is checked, as it is made, against the limit at that moment.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("..", "testdata", "bulkhead", "*.txt"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatal("no scenario files in testdata/bulkhead")
+		t.Fatal("no scenario files in testdata")
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {

@@ -12,9 +12,6 @@ import (
 	"time"
 )
 
-// testdata is the module's testdata/config directory, seen from this package.
-var testdata = filepath.Join("..", "testdata", "config")
-
 func mustURL(t *testing.T, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)
@@ -26,7 +23,7 @@ func mustURL(t *testing.T, s string) *url.URL {
 
 func loadTestdata(t *testing.T, name string) *Config {
 	t.Helper()
-	cfg, err := Load(filepath.Join(testdata, name))
+	cfg, err := Load(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatalf("Load(%s):\n%v", name, err)
 	}
@@ -177,7 +174,7 @@ func TestFull(t *testing.T) {
 				Queue:     defaultQueue,
 			},
 		},
-		File: filepath.Join(testdata, "full.yaml"),
+		File: filepath.Join("testdata", "full.yaml"),
 	}
 	checkConfig(t, got, want)
 }
@@ -226,7 +223,7 @@ func TestMinimalDefaults(t *testing.T) {
 			Bulkhead:    nil,
 			Queue:       defaultQueue,
 		}},
-		File: filepath.Join(testdata, "minimal.yaml"),
+		File: filepath.Join("testdata", "minimal.yaml"),
 	}
 	checkConfig(t, got, want)
 }

@@ -9,14 +9,14 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/config/bad")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/bad")
 
 // TestGoldenBadConfigs checks the exact output for each bad config in
-// testdata/config/bad: NAME.golden holds what `sluice validate` prints for
-// NAME.yaml, with the file named as from the module root. Run
-// `go test ./config -run Golden -update` to rewrite the golden files.
+// testdata/bad: NAME.golden holds what `sluice validate` prints for
+// NAME.yaml, with the file named as this test opens it, testdata/bad/NAME.yaml.
+// Run `go test ./config -run Golden -update` to rewrite the golden files.
 func TestGoldenBadConfigs(t *testing.T) {
-	dir := filepath.Join(testdata, "bad")
+	dir := filepath.Join("testdata", "bad")
 	paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func TestGoldenBadConfigs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := Parse("testdata/config/bad/"+name+".yaml", data)
+			cfg, err := Parse("testdata/bad/"+name+".yaml", data)
 			if err == nil {
 				t.Fatalf("%s.yaml parsed without error: %+v", name, cfg)
 			}

@@ -1,6 +1,7 @@
 // Package monitor measures what the admin API and the dashboard report about
-// each route: a sampled backpressure level (Sampler) and windowed latency
-// quantiles (Histogram). Neither takes a lock on the request path.
+// each route: a sampled backpressure level (Sampler), windowed latency
+// quantiles (Histogram) and per-second admission rates (RateTracker). None
+// takes a lock on the request path; the admin package only reads them.
 //
 // # Backpressure, after Flink
 //
@@ -39,4 +40,12 @@
 // ring of six 10 s slots. Observe is a few atomic operations and allocates
 // nothing; Snapshot merges the live slots into p50/p95/p99 over roughly the
 // last minute. See Histogram for the error bounds and the memory it takes.
+//
+// # Rates
+//
+// The admission counters are monotonic atomics that the request path bumps.
+// RateTracker reads them once a second (off the request path, like the
+// Sampler) and reports the growth over its last six readings divided by the
+// time they span, up to 5 s: long enough to smooth one bursty second, short
+// enough not to lag far behind.
 package monitor
