@@ -27,6 +27,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/monitor"
+	"sluice/proxy/internal/routing"
 )
 
 // Proxy is the http.Handler of the proxy listener.
@@ -144,7 +145,6 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 		cfg:      rc,
 		name:     rc.Name,
 		nameJSON: nameJSON,
-		m:        newMatcher(rc.Match),
 		up:       u,
 		timeout:  rc.Timeout,
 		maxBody:  rc.MaxBodyBytes,
@@ -330,10 +330,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, "the request target must be a path")
 		return
 	}
-	if needsClean(r.URL) {
-		cleanURLPath(r.URL)
+	if routing.NeedsClean(r.URL) {
+		routing.CleanURLPath(r.URL)
 	}
-	rt := p.tab.Load().lookup(requestHost(r.Host), r.URL.Path, r.Method)
+	rt := p.tab.Load().lookup(routing.RequestHost(r.Host), r.URL.Path, r.Method)
 	st.route = rt
 	if p.tracer != nil {
 		r = p.startSpan(st, r)
