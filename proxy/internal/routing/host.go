@@ -78,57 +78,87 @@ func CheckHost(hostport string) error {
 }
 
 // hostError is why CheckHost refuses a Host: a constant sentence for the
-// detail of a 400, with nothing in it that JSON would escape.
+// detail of a 400, with nothing in it that JSON would escape. It says "the
+// request's host", not "the Host header": an absolute-form target's
+// authority or HTTP/2's :authority stands in for the header.
 type hostError string
 
 func (e hostError) Error() string { return string(e) }
 
 const (
-	errHostEmpty     hostError = "the request names no host: its Host header is missing or empty"
-	errHostNoName    hostError = "the Host header has a port but no host"
-	errHostByte      hostError = "the Host header has a character no host name has: only letters, digits and - . _ ~ are allowed"
-	errHostLabel     hostError = "the Host header has an empty label: a leading dot or two dots in a row"
-	errHostNumber    hostError = "the Host header ends in a number but is not a dotted-decimal IPv4 address"
-	errHostBracket   hostError = "the Host header opens an IPv6 address with [ but does not close it"
-	errHostIPv6      hostError = "the Host header has something other than an IPv6 address in brackets"
-	errHostZone      hostError = "the Host header has an IPv6 zone, which names an interface of the client and nothing on the server"
-	errHostAfterIPv6 hostError = "the Host header has something other than a port after its IPv6 address"
-	errHostBareIPv6  hostError = "the Host header has an IPv6 address that is not in brackets"
-	errHostPort      hostError = "the Host header's port is not a number from 0 to 65535"
+	errHostEmpty     hostError = "the request names no host: its Host is empty, which only HTTP/1.0 allows"
+	errHostNoName    hostError = "the request's host has a port but no name"
+	errHostByte      hostError = "the request's host has a character no host name has: only letters, digits and - . _ ~ are allowed"
+	errHostLabel     hostError = "the request's host has an empty label: a leading dot or two dots in a row"
+	errHostNumber    hostError = "the request's host ends in a number but is not a dotted-decimal IPv4 address"
+	errHostBracket   hostError = "the request's host opens an IPv6 address with [ but does not close it"
+	errHostIPv6      hostError = "the request's host has something other than an IPv6 address in brackets"
+	errHostZone      hostError = "the request's host has an IPv6 zone, which names an interface of the client and nothing on the server"
+	errHostAfterIPv6 hostError = "the request's host has something other than a port after its IPv6 address"
+	errHostBareIPv6  hostError = "the request's host is an IPv6 address not in brackets"
+	errHostPort      hostError = "the request's port is not a number from 0 to 65535"
 )
 
-// nameByte says which bytes a label of a host name may have: RFC 3986's
-// unreserved characters other than the dot that separates labels.
-var nameByte = func() (t [256]bool) {
+// hostByte classes the bytes of a host name: notName for those a name may
+// not have (it may have RFC 3986's unreserved characters), dot for ".".
+var hostByte = func() (t [256]uint8) {
 	for c := range 256 {
-		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '_' || c == '~'
+		switch {
+		case c == '.':
+			t[c] = dot
+		case !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '_' || c == '~'):
+			t[c] = notName
+		}
 	}
 	return t
 }()
 
-// checkName checks a host name or IPv4 address (see CheckHost).
+const (
+	dot     = 1
+	notName = 2
+)
+
+// checkName checks a host name or IPv4 address (see CheckHost). It runs on
+// every request: the bytes and the empty labels are checked in one pass
+// without a branch on each byte, the last label after it.
 func checkName(h string) error {
 	name := strings.TrimSuffix(h, ".")
-	last := 0 // where the last label starts
+	var bad, empty uint8
+	prev := uint8(dot) // the start of the name counts as a dot: a leading dot is an empty label
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c == '.' {
-			if i == last {
-				return errHostLabel
-			}
-			last = i + 1
-		} else if !nameByte[c] {
-			return errHostByte
-		}
+		c := hostByte[name[i]]
+		bad |= c
+		empty |= c & prev // a dot after a dot
+		prev = c & dot
 	}
-	if last == len(name) {
+	if bad&notName != 0 {
+		return errHostByte
+	}
+	if empty != 0 || prev != 0 { // prev: "" or a second trailing dot
 		return errHostLabel
 	}
-	if endsInNumber(name[last:]) && !isIPv4(name) {
+	if endsInNumber(name[strings.LastIndexByte(name, '.')+1:]) && !isIPv4(name) {
 		return errHostNumber
 	}
 	return nil
+}
+
+// endsInNumber reports whether label, a host's last, is one the WHATWG URL
+// standard's IPv4 parser reads as a number: decimal digits, or "0x" and
+// hexadecimal digits.
+func endsInNumber(label string) bool {
+	hex := len(label) >= 2 && label[0] == '0' && label[1]|0x20 == 'x'
+	if hex {
+		label = label[2:]
+	}
+	for i := 0; i < len(label); i++ {
+		c := label[i]
+		if c-'0' > 9 && !(hex && (c|0x20)-'a' < 6) {
+			return false
+		}
+	}
+	return true
 }
 
 // isIPv4 reports whether s is a dotted-decimal IPv4 address without
@@ -155,25 +185,6 @@ func isIPv4(s string) bool {
 		s = s[i:]
 	}
 	return s == ""
-}
-
-// endsInNumber reports whether label, a host's last, is one the WHATWG URL
-// standard's IPv4 parser reads as a number: decimal digits, or "0x" and
-// hexadecimal digits.
-func endsInNumber(label string) bool {
-	digits := "0123456789"
-	if len(label) >= 2 && label[0] == '0' && label[1]|0x20 == 'x' {
-		label, digits = label[2:], "0123456789abcdefABCDEF"
-		if label == "" {
-			return true
-		}
-	}
-	for i := 0; i < len(label); i++ {
-		if strings.IndexByte(digits, label[i]) < 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // checkPort checks the digits after a host's ":".
