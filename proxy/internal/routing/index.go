@@ -15,10 +15,11 @@ import (
 // order, and Lookup answers a position in it. Routes are filed by their
 // host condition: an exact host, a wildcard under its suffix
 // (".example.com"), host-less routes on their own. Within each of those
-// buckets they are filed by path condition: a small bucket as a flat list, a bigger one in a trie of path
-// segments holding exact paths and prefixes. A request visits only the
-// buckets its host can be in and, in a trie, the nodes on its own path;
-// every route it meets there matches its host by construction.
+// buckets they are filed by path condition: a small bucket as a flat
+// list, a bigger one in a trie of path segments holding exact paths and
+// prefixes. A request visits only the buckets its host can be in and, in
+// a trie, the nodes on its own path; every route it meets there matches
+// its host by construction.
 //
 // First match is kept by comparing positions, not by visiting in order:
 // every candidate list is sorted by route position, each bucket answers the
