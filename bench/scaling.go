@@ -25,12 +25,13 @@ type routingResult struct {
 	ScanNS  float64 // median ns/op of the linear scan it replaced
 }
 
-// runRouting runs proxy's BenchmarkRouting (count times) and takes the
-// median of each figure. The benchmark lives with the code it measures,
-// so `go test -bench BenchmarkRouting ./proxy` gives the same numbers.
+// runRouting runs the routing package's BenchmarkRouting (count times) and
+// takes the median of each figure. The benchmark lives with the code it
+// measures, so `go test -bench BenchmarkRouting ./proxy/internal/routing`
+// gives the same numbers.
 func runRouting(root string, count int, benchtime string) ([]routingResult, string, error) {
 	cmd := exec.Command("go", "test", "-run", "^$", "-bench", "^BenchmarkRouting$", "-benchmem",
-		"-benchtime", benchtime, "-count", strconv.Itoa(count), "./proxy/")
+		"-benchtime", benchtime, "-count", strconv.Itoa(count), "./proxy/internal/routing/")
 	cmd.Dir = root
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()

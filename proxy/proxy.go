@@ -23,6 +23,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/monitor"
+	"sluice/proxy/internal/routing"
 )
 
 // Proxy is the http.Handler of the proxy listener.
@@ -140,7 +141,6 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 		cfg:      rc,
 		name:     rc.Name,
 		nameJSON: nameJSON,
-		m:        newMatcher(rc.Match),
 		up:       u,
 		timeout:  rc.Timeout,
 		maxBody:  rc.MaxBodyBytes,
@@ -326,10 +326,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, "the request target must be a path")
 		return
 	}
-	if needsClean(r.URL) {
-		cleanURLPath(r.URL)
+	// A Host that names no host (routing.CheckHost has the grammar) is
+	// refused before routing: a host-less route would otherwise forward
+	// it upstream as it came. The HTTP/1 server refuses some itself, with
+	// its own 400, before any handler runs: a byte no host[:port] has
+	// (space, control bytes, "/", "\", "@", non-ASCII), two Host headers,
+	// none in HTTP/1.1. An empty Host passes only in HTTP/1.0, where Host
+	// is optional (RFC 9112 §3.2 requires it from HTTP/1.1 on; HTTP/2's
+	// :authority arrives here as the Host and is checked the same).
+	if err := routing.CheckHost(r.Host); err != nil && (r.Host != "" || r.ProtoAtLeast(1, 1)) {
+		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, err.Error())
+		return
 	}
-	rt := p.tab.Load().lookup(requestHost(r.Host), r.URL.Path, r.Method)
+	if routing.NeedsClean(r.URL) {
+		routing.CleanURLPath(r.URL)
+	}
+	rt := p.tab.Load().lookup(routing.RequestHost(r.Host), r.URL.Path, r.Method)
 	st.route = rt
 	if p.tracer != nil {
 		r = p.startSpan(st, r)

@@ -1,11 +1,9 @@
-package proxy
+package routing
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-
-	"sluice/config"
 )
 
 // routingTable builds n routes of the shapes a large multi-tenant config
@@ -14,33 +12,33 @@ import (
 // hosts without a path, wildcard hosts, host-less service prefixes and exact
 // health paths limited to GET. With each route it returns a request that
 // the route (or one earlier in the table) matches.
-func routingTable(n int) ([]*Route, [][3]string) {
-	routes := make([]*Route, n)
+func routingTable(n int) ([]Rule, [][3]string) {
+	rules := make([]Rule, n)
 	reqs := make([][3]string, n)
-	for i := range routes {
-		var m config.Match
+	for i := range rules {
+		var m Rule
 		var host, path, method = "", "", "GET"
 		switch i % 5 {
 		case 0:
-			m = config.Match{Host: fmt.Sprintf("t%d.example.com", i), PathPrefix: fmt.Sprintf("/api/v%d/items", i%3)}
+			m = Rule{Host: fmt.Sprintf("t%d.example.com", i), PathPrefix: fmt.Sprintf("/api/v%d/items", i%3)}
 			host, path = m.Host, m.PathPrefix+"/12345"
 		case 1:
-			m = config.Match{Host: fmt.Sprintf("*.w%d.example.net", i), PathPrefix: "/v1/"}
+			m = Rule{Host: fmt.Sprintf("*.w%d.example.net", i), PathPrefix: "/v1/"}
 			host, path = fmt.Sprintf("eu.w%d.example.net", i), "/v1/orders/77"
 		case 2:
-			m = config.Match{PathPrefix: fmt.Sprintf("/s%d/orders", i)}
+			m = Rule{PathPrefix: fmt.Sprintf("/s%d/orders", i)}
 			host, path, method = "gw.example.org", m.PathPrefix+"/9/lines", "POST"
 		case 3:
-			m = config.Match{Path: fmt.Sprintf("/s%d/health", i), Methods: []string{"GET", "HEAD"}}
+			m = Rule{Path: fmt.Sprintf("/s%d/health", i), Methods: []string{"GET", "HEAD"}}
 			host, path = "gw.example.org", m.Path
 		case 4:
-			m = config.Match{Host: fmt.Sprintf("t%d.example.com", i), Methods: []string{"GET", "POST"}}
+			m = Rule{Host: fmt.Sprintf("t%d.example.com", i), Methods: []string{"GET", "POST"}}
 			host, path = m.Host, "/static/app.js"
 		}
-		routes[i] = &Route{name: fmt.Sprint(i), m: newMatcher(m)}
+		rules[i] = m
 		reqs[i] = [3]string{host, path, method}
 	}
-	return routes, reqs
+	return rules, reqs
 }
 
 // routingRequests draws 4096 requests: nine in ten for a random route, one
@@ -63,12 +61,13 @@ func routingRequests(reqs [][3]string) [][3]string {
 // linear first-match scan it replaced (for comparison).
 func BenchmarkRouting(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
-		routes, reqs := routingTable(n)
-		ix := newRouteIndex(routes)
+		rules, reqs := routingTable(n)
+		ix := NewIndex(rules)
+		ms := ix.rules
 		qs := routingRequests(reqs)
 		for i, q := range qs { // the index and the scan agree on every request
-			if got, want := ix.lookup(q[0], q[1], q[2]), scanLookup(routes, q[0], q[1], q[2]); got != want {
-				b.Fatalf("request %d %q: index %s, scan %s", i, q, routeName(got), routeName(want))
+			if got, want := ix.Lookup(q[0], q[1], q[2]), scanLookup(ms, q[0], q[1], q[2]); got != want {
+				b.Fatalf("request %d %q: index %d, scan %d", i, q, got, want)
 			}
 		}
 		b.Run(fmt.Sprintf("index/routes=%d", n), func(b *testing.B) {
@@ -76,7 +75,7 @@ func BenchmarkRouting(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				q := &qs[i&4095]
-				ix.lookup(q[0], q[1], q[2])
+				ix.Lookup(q[0], q[1], q[2])
 				i++
 			}
 		})
@@ -92,7 +91,7 @@ func BenchmarkRouting(b *testing.B) {
 				i := 0
 				for b.Loop() {
 					q := &hot[i&4095]
-					ix.lookup(q[0], q[1], q[2])
+					ix.Lookup(q[0], q[1], q[2])
 					i++
 				}
 			})
@@ -101,7 +100,7 @@ func BenchmarkRouting(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				q := &qs[i&4095]
-				scanLookup(routes, q[0], q[1], q[2])
+				scanLookup(ms, q[0], q[1], q[2])
 				i++
 			}
 		})
@@ -111,9 +110,9 @@ func BenchmarkRouting(b *testing.B) {
 // BenchmarkRouteIndexBuild is the cost of building the index, paid once
 // per config load or reload.
 func BenchmarkRouteIndexBuild(b *testing.B) {
-	routes, _ := routingTable(10000)
+	rules, _ := routingTable(10000)
 	b.ReportAllocs()
 	for b.Loop() {
-		newRouteIndex(routes)
+		NewIndex(rules)
 	}
 }

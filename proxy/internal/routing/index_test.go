@@ -1,23 +1,21 @@
-package proxy
+package routing
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"sluice/config"
 )
 
 // scanLookup is the first-match rule as a plain scan: the routing table's
 // definition, against which the index is checked.
-func scanLookup(routes []*Route, host, p, method string) *Route {
-	for _, rt := range routes {
-		if rt.m.match(host, p, method) {
-			return rt
+func scanLookup(ms []matcher, host, p, method string) int {
+	for i := range ms {
+		if ms[i].match(host, p, method) {
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 // Pools from which random tables and requests are drawn. They overlap on
@@ -43,8 +41,8 @@ func randPath(r *rand.Rand) string {
 	return b.String()
 }
 
-func randMatch(r *rand.Rand) config.Match {
-	var m config.Match
+func randRule(r *rand.Rand) Rule {
+	var m Rule
 	switch r.IntN(4) {
 	case 0:
 		m.Host = propHosts[1+r.IntN(len(propHosts)-1)]
@@ -76,24 +74,22 @@ func TestRouteIndexMatchesScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 11))
 	for table := 0; table < 400; table++ {
 		n := 1 + r.IntN(40)
-		routes := make([]*Route, n)
-		for i := range routes {
-			m := randMatch(r)
-			// A few matchers a validated config cannot produce, built in
-			// code: they must still route exactly (the index's fallback).
-			mt := newMatcher(m)
+		rules := make([]Rule, n)
+		for i := range rules {
+			rules[i] = randRule(r)
+			// A few rules a validated config cannot hold, built in code:
+			// they must still route exactly (the index's fallback).
 			switch r.IntN(40) {
 			case 0:
-				mt.suffix = "example.com" // wildcard without its dot
+				rules[i].Host = "*example.com" // wildcard without its dot
 			case 1:
-				mt.path, mt.prefix, mt.anyBelow = "/a", "/a", false // both conditions
+				rules[i].Path, rules[i].PathPrefix = "/a", "/a" // both conditions
 			case 2:
-				mt.prefix = "users" // prefix without its leading slash
+				rules[i].Path, rules[i].PathPrefix = "", "users" // prefix without its leading slash
 			}
-			routes[i] = &Route{name: fmt.Sprintf("r%d", i), m: mt}
 		}
 		// Buckets as the proxy builds them, all as tries, all flat.
-		ixs := []*routeIndex{newRouteIndex(routes), buildRouteIndex(routes, 0), buildRouteIndex(routes, len(routes))}
+		ixs := []*Index{NewIndex(rules), build(rules, 0), build(rules, len(rules))}
 		for q := 0; q < 300; q++ {
 			host := propHosts[r.IntN(len(propHosts))]
 			if r.IntN(5) == 0 {
@@ -104,40 +100,41 @@ func TestRouteIndexMatchesScan(t *testing.T) {
 				p = strings.TrimPrefix(p, "/") // not a path a server hands over, but exact all the same
 			}
 			method := methods[r.IntN(len(methods))]
-			checkAgainstScan(t, table, ixs, routes, host, p, method)
+			checkAgainstScan(t, table, ixs, host, p, method)
 		}
 	}
 }
 
 // checkAgainstScan fails t unless every form of the index finds what a
-// first-match scan of routes finds.
-func checkAgainstScan(t *testing.T, table int, ixs []*routeIndex, routes []*Route, host, p, method string) {
+// first-match scan of its rules finds.
+func checkAgainstScan(t *testing.T, table int, ixs []*Index, host, p, method string) {
 	t.Helper()
-	want := scanLookup(routes, host, p, method)
+	want := scanLookup(ixs[0].rules, host, p, method)
 	for form, ix := range ixs {
-		if got := ix.lookup(host, p, method); got != want {
-			t.Fatalf("table %d, form %d: lookup(%q, %q, %q) = %s, scan = %s\nroutes:\n%s",
-				table, form, host, p, method, routeName(got), routeName(want), dumpRoutes(routes))
+		if got := ix.Lookup(host, p, method); got != want {
+			t.Fatalf("table %d, form %d: Lookup(%q, %q, %q) = %d, scan = %d\nrules:\n%s",
+				table, form, host, p, method, got, want, dumpRules(ix.rules))
 		}
 	}
 }
 
 // TestRouteIndexManyChildren covers trie nodes that switch to a map.
 func TestRouteIndexManyChildren(t *testing.T) {
-	var routes []*Route
+	var rules []Rule
 	for i := range 3 * mapKidsAt {
-		routes = append(routes, &Route{name: fmt.Sprint(i), m: newMatcher(config.Match{PathPrefix: fmt.Sprintf("/s%d/x", i)})})
+		rules = append(rules, Rule{PathPrefix: fmt.Sprintf("/s%d/x", i)})
 	}
-	routes = append(routes, &Route{name: "root", m: newMatcher(config.Match{PathPrefix: "/"})})
-	ix := newRouteIndex(routes)
+	root := len(rules)
+	rules = append(rules, Rule{PathPrefix: "/"})
+	ix := NewIndex(rules)
 	for i := range 3 * mapKidsAt {
 		p := fmt.Sprintf("/s%d/x/y", i)
-		if got := ix.lookup("h", p, "GET"); got != routes[i] {
-			t.Errorf("lookup %s = %s, want %d", p, routeName(got), i)
+		if got := ix.Lookup("h", p, "GET"); got != i {
+			t.Errorf("Lookup %s = %d, want %d", p, got, i)
 		}
 	}
-	if got := ix.lookup("h", "/s1/y", "GET"); got.name != "root" {
-		t.Errorf("lookup /s1/y = %s, want root", routeName(got))
+	if got := ix.Lookup("h", "/s1/y", "GET"); got != root {
+		t.Errorf("Lookup /s1/y = %d, want %d (the root prefix)", got, root)
 	}
 }
 
@@ -161,9 +158,9 @@ func TestRouteIndexManyChildrenScan(t *testing.T) {
 	ms := []string{"GET", "POST", "HEAD", "PURGE"}
 	for table := 0; table < 200; table++ {
 		n := 1 + r.IntN(120)
-		routes := make([]*Route, n)
-		for i := range routes {
-			var m config.Match
+		rules := make([]Rule, n)
+		for i := range rules {
+			var m Rule
 			switch r.IntN(3) {
 			case 0:
 				m.Host = propHosts[1+r.IntN(len(propHosts)-1)]
@@ -182,9 +179,9 @@ func TestRouteIndexManyChildrenScan(t *testing.T) {
 			if r.IntN(4) == 0 {
 				m.Methods = []string{ms[r.IntN(len(ms))], ms[r.IntN(len(ms))]}
 			}
-			routes[i] = &Route{name: fmt.Sprintf("r%d", i), m: newMatcher(m)}
+			rules[i] = m
 		}
-		ixs := []*routeIndex{newRouteIndex(routes), buildRouteIndex(routes, 0)}
+		ixs := []*Index{NewIndex(rules), build(rules, 0)}
 		for q := 0; q < 300; q++ {
 			host := propHosts[r.IntN(len(propHosts))]
 			if r.IntN(3) == 0 {
@@ -192,29 +189,22 @@ func TestRouteIndexManyChildrenScan(t *testing.T) {
 			}
 			p := path() + path()[:r.IntN(2)]
 			method := ms[r.IntN(len(ms))]
-			checkAgainstScan(t, table, ixs, routes, host, p, method)
+			checkAgainstScan(t, table, ixs, host, p, method)
 		}
 	}
 }
 
 // TestRouteIndexEmpty: a table without routes matches nothing.
 func TestRouteIndexEmpty(t *testing.T) {
-	if got := newRouteIndex(nil).lookup("h", "/", "GET"); got != nil {
-		t.Errorf("empty index matched %s", got.name)
+	if got := NewIndex(nil).Lookup("h", "/", "GET"); got != -1 {
+		t.Errorf("empty index matched %d", got)
 	}
 }
 
-func routeName(rt *Route) string {
-	if rt == nil {
-		return "none"
-	}
-	return rt.name
-}
-
-func dumpRoutes(routes []*Route) string {
+func dumpRules(ms []matcher) string {
 	var b strings.Builder
-	for _, rt := range routes {
-		fmt.Fprintf(&b, "  %s: %+v\n", rt.name, rt.m)
+	for i, m := range ms {
+		fmt.Fprintf(&b, "  %d: %+v\n", i, m)
 	}
 	return b.String()
 }
@@ -224,7 +214,7 @@ func dumpRoutes(routes []*Route) string {
 // segments of every length around the 8-byte words it reads, at the end
 // of the path and not, empty ones included.
 func TestRouteIndexSegmentHash(t *testing.T) {
-	ix := newRouteIndex(nil)
+	ix := NewIndex(nil)
 	r := rand.New(rand.NewPCG(3, 5))
 	const alphabet = "ab/\x00\xff/"
 	for range 20000 {

@@ -1,4 +1,4 @@
-package proxy
+package routing
 
 import (
 	"encoding/binary"
@@ -10,14 +10,16 @@ import (
 	"strings"
 )
 
-// routeIndex finds the first route, in config order, that matches a request
-// without trying every route. Routes are filed by their host condition: an
-// exact host, a wildcard under its suffix (".example.com"), host-less
-// routes on their own. Within each of those buckets they are filed by path
-// condition: a small bucket as a flat list, a bigger one in a trie of path
-// segments holding exact paths and prefixes. A request visits only the
-// buckets its host can be in and, in a trie, the nodes on its own path;
-// every route it meets there matches its host by construction.
+// Index finds the first route, in config order, that matches a request,
+// without trying every route: it is built from the routes' rules in that
+// order, and Lookup answers a position in it. Routes are filed by their
+// host condition: an exact host, a wildcard under its suffix
+// (".example.com"), host-less routes on their own. Within each of those
+// buckets they are filed by path condition: a small bucket as a flat
+// list, a bigger one in a trie of path segments holding exact paths and
+// prefixes. A request visits only the buckets its host can be in and, in
+// a trie, the nodes on its own path; every route it meets there matches
+// its host by construction.
 //
 // First match is kept by comparing positions, not by visiting in order:
 // every candidate list is sorted by route position, each bucket answers the
@@ -51,12 +53,12 @@ import (
 // strings, which a proxy has just parsed but 10 000 distinct requests keep
 // out of cache. Records aligned to cache lines (47 % more memory) did not
 // measurably help.
-type routeIndex struct {
-	routes []*Route
-	blob   blob   // the records; offset 0 is no record
-	slots  []slot // filed records by (parent, key); len a power of 2, at most half full
-	shift  uint8  // 64 - log2(len(slots)): a hash's top bits pick its first slot
-	seed   uint64 // of the hash, random for each index
+type Index struct {
+	rules []matcher // as given, by position
+	blob  blob      // the records; offset 0 is no record
+	slots []slot    // filed records by (parent, key); len a power of 2, at most half full
+	shift uint8     // 64 - log2(len(slots)): a hash's top bits pick its first slot
+	seed  uint64    // of the hash, random for each index
 	// exact says some exact host is filed, so that lookup skips hashing
 	// the host when none is.
 	exact bool
@@ -75,7 +77,7 @@ type routeIndex struct {
 	// first segment without walking the root.
 	hostlessBare bool
 	// other holds the positions of routes the records cannot represent
-	// (possible only in configs built in code, not validated: a wildcard
+	// (possible only in rules built in code, not validated: a wildcard
 	// without its dot, a path or prefix that does not start with "/", both
 	// path and path_prefix set; or strings and lists too long for the
 	// records' 16-bit lengths). They are tried with the full matcher.
@@ -199,9 +201,9 @@ func matchPath(kind uint8, s, p string) bool {
 // pathNode is the trie node of the path s made of the segments from the root
 // to it ("" at the root, "/api/v1" two levels down). It holds the exact
 // paths s, the prefixes s without a trailing slash ("/api": they match s
-// and anything below s/, SPEC's segment boundary) and the prefixes s/ ("/api/",
-// or "/" at the root: only below s/), in one list sorted by position; the
-// root also the routes without a path condition.
+// and anything below s/, the segment boundary of docs/SPEC.md) and the
+// prefixes s/ ("/api/", or "/" at the root: only below s/), in one list
+// sorted by position; the root also the routes without a path condition.
 type pathNode struct {
 	min int32 // lowest position in this subtree
 	// tail is the rest of the node's path after the segment its parent
@@ -227,17 +229,21 @@ const mapKidsAt = 8
 // the records' 16-bit lengths hold.
 const maxLen = math.MaxUint16
 
-func newRouteIndex(routes []*Route) *routeIndex { return buildRouteIndex(routes, flatMax) }
+// NewIndex compiles rules, in config order, into an index. Any rules are
+// routed exactly; a validated config's all take the fast path (see
+// Index.other).
+func NewIndex(rules []Rule) *Index { return build(rules, flatMax) }
 
-// buildRouteIndex builds the index with buckets of up to flatUpTo routes
-// kept flat (tests vary it to cover both forms).
-func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
-	ix := &routeIndex{routes: routes, seed: rand.Uint64()}
+// build builds the index with buckets of up to flatUpTo routes kept flat
+// (tests vary it to cover both forms).
+func build(rules []Rule, flatUpTo int) *Index {
+	ix := &Index{rules: make([]matcher, len(rules)), seed: rand.Uint64()}
 	exact, wild := map[string]*pathIndex{}, map[string]*pathIndex{}
 	var hostless *pathIndex
-	for i, rt := range routes {
+	for i, r := range rules {
 		pos := int32(i)
-		m := &rt.m
+		ix.rules[i] = newMatcher(r)
+		m := &ix.rules[i]
 		var pi *pathIndex
 		switch {
 		case !indexable(m):
@@ -268,7 +274,7 @@ func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 	// Write the records, bucket after bucket (sorted, so that a build is
 	// reproducible), each trie depth first: a node is followed by its
 	// first child.
-	e := encoder{b: make([]byte, blobStart, blobStart+64*len(routes))}
+	e := encoder{b: make([]byte, blobStart, blobStart+64*len(rules))}
 	form := func(pi *pathIndex) {
 		if int(pi.n) <= min(flatUpTo, maxLen) {
 			pi.paths = nil
@@ -317,7 +323,7 @@ func buildRouteIndex(routes []*Route, flatUpTo int) *routeIndex {
 
 // indexable reports whether the records represent m exactly. A validated
 // config always is, unless its strings are longer than 64 kB; see
-// routeIndex.other.
+// Index.other.
 func indexable(m *matcher) bool {
 	if m.suffix != "" && m.suffix[0] != '.' {
 		return false
@@ -604,7 +610,7 @@ func rest(s string, i int) uint64 {
 }
 
 // hash is the hash of key filed under parent.
-func (ix *routeIndex) hash(parent uint32, key string) uint64 {
+func (ix *Index) hash(parent uint32, key string) uint64 {
 	h := ix.seed ^ uint64(parent)*hashK0
 	i := 0
 	for ; len(key)-i >= 8; i += 8 {
@@ -616,7 +622,7 @@ func (ix *routeIndex) hash(parent uint32, key string) uint64 {
 // segment returns the end of the path segment that starts at p[i] (the
 // index of the next "/", or len(p)) and the hash of the segment under
 // parent, as hash computes it, in one pass over p a word at a time.
-func (ix *routeIndex) segment(parent uint32, p string, i int) (int, uint64) {
+func (ix *Index) segment(parent uint32, p string, i int) (int, uint64) {
 	const ones, highs, slashes = 0x0101010101010101, 0x8080808080808080, 0x2f2f2f2f2f2f2f2f
 	h := ix.seed ^ uint64(parent)*hashK0
 	start := i
@@ -649,7 +655,7 @@ func (ix *routeIndex) segment(parent uint32, p string, i int) (int, uint64) {
 
 // find returns the record filed under parent with key, whose hash is h,
 // or 0.
-func (ix *routeIndex) find(parent uint32, key string, h uint64) int {
+func (ix *Index) find(parent uint32, key string, h uint64) int {
 	mask := len(ix.slots) - 1
 	for i := int(h >> ix.shift); ; i = (i + 1) & mask {
 		s := ix.slots[i&mask]
@@ -667,9 +673,11 @@ func (ix *routeIndex) find(parent uint32, key string, h uint64) int {
 	}
 }
 
-// lookup returns the first route that matches host (lower-case, no port),
-// the path p and method, or nil.
-func (ix *routeIndex) lookup(host, p, method string) *Route {
+// Lookup returns the position of the first rule that matches a request
+// for host, as RequestHost returns it (lower-case, no port, no trailing
+// dot), the path p, cleaned (see NeedsClean), and method; or -1 if none
+// does.
+func (ix *Index) Lookup(host, p, method string) int {
 	best := int32(none)
 	mb := methodBit(method)
 	if ix.exact {
@@ -710,29 +718,29 @@ func (ix *routeIndex) lookup(host, p, method string) *Route {
 		if pos >= best {
 			break
 		}
-		if ix.routes[pos].m.match(host, p, method) {
+		if ix.rules[pos].match(host, p, method) {
 			best = pos
 			break
 		}
 	}
 	if best == none {
-		return nil
+		return -1
 	}
-	return ix.routes[best]
+	return int(best)
 }
 
 // allows reports whether a candidate of route pos with methods allows the
 // request's method, whose bit is mb.
-func (ix *routeIndex) allows(methods, mb uint16, pos int32, method string) bool {
+func (ix *Index) allows(methods, mb uint16, pos int32, method string) bool {
 	if methods&mb == 0 {
 		return false
 	}
-	return mb != mOther || methods == mAny || slices.Contains(ix.routes[pos].m.methods, method)
+	return mb != mOther || methods == mAny || slices.Contains(ix.rules[pos].methods, method)
 }
 
 // first returns the lowest position in the bucket at o that matches p and
 // method, if lower than best; else best.
-func (ix *routeIndex) first(o int, p, method string, mb uint16, best int32) int32 {
+func (ix *Index) first(o int, p, method string, mb uint16, best int32) int32 {
 	b := ix.blob
 	h := string(b[o : o+recordHead])
 	if int32(le32(h[4:])) >= best {
@@ -764,13 +772,13 @@ func (ix *routeIndex) first(o int, p, method string, mb uint16, best int32) int3
 // walk goes on to the next segment; if p goes on with another byte, s is no
 // segment prefix of p and nothing at or under the node matches. At the
 // root, the routes without a path condition match whatever p.
-func (ix *routeIndex) walk(o int, p, method string, mb uint16, best int32) int32 {
+func (ix *Index) walk(o int, p, method string, mb uint16, best int32) int32 {
 	return ix.walkFrom(o, 0, kindAny, p, method, mb, best)
 }
 
 // walkFrom is walk from the node at o, where p[:pos] has been followed;
 // anyKind is kindAny at the root, else 0.
-func (ix *routeIndex) walkFrom(o, pos int, anyKind uint8, p, method string, mb uint16, best int32) int32 {
+func (ix *Index) walkFrom(o, pos int, anyKind uint8, p, method string, mb uint16, best int32) int32 {
 	b := ix.blob
 	for {
 		h := string(b[o : o+recordHead])
@@ -834,7 +842,7 @@ func (ix *routeIndex) walkFrom(o, pos int, anyKind uint8, p, method string, mb u
 // firstOf returns the position of the first of the n candidates at c
 // (sorted by position) of one of kinds that allows the method, if lower
 // than best; else best.
-func (ix *routeIndex) firstOf(c, n int, kinds uint8, method string, mb uint16, best int32) int32 {
+func (ix *Index) firstOf(c, n int, kinds uint8, method string, mb uint16, best int32) int32 {
 	b := ix.blob
 	for ; n > 0; n-- {
 		ch := string(b[c : c+candHead])

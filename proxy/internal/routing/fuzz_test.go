@@ -1,34 +1,30 @@
-package proxy
+package routing
 
 import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"sluice/config"
 )
 
-// fuzzRoutes is a table with every kind of matcher, in an order where first
-// match matters (overlapping hosts, prefixes and methods).
-const fuzzRoutes = `
-upstreams: [{name: u, targets: ["http://127.0.0.1:9"]}]
-routes:
-  - {name: login, match: {path: /login, methods: [POST]}, upstream: u}
-  - {name: api-users, match: {host: api.example.com, path_prefix: /users}, upstream: u}
-  - {name: wild-users, match: {host: "*.example.com", path_prefix: /users/}, upstream: u}
-  - {name: wild, match: {host: "*.example.com"}, upstream: u}
-  - {name: admin, match: {path_prefix: /admin, methods: [GET, DELETE]}, upstream: u}
-  - {name: exact-root, match: {path: /}, upstream: u}
-  - {name: static, match: {path_prefix: /static/}, upstream: u}
-  - {name: other-host, match: {host: other.test, path: /x}, upstream: u}
-  - {name: catch-all, match: {path_prefix: /, methods: [GET]}, upstream: u}
-`
+// fuzzRules is a table with every kind of condition, in an order where
+// first match matters (overlapping hosts, prefixes and methods), as a
+// validated config holds them.
+var fuzzRules = []Rule{
+	{Path: "/login", Methods: []string{"POST"}},
+	{Host: "api.example.com", PathPrefix: "/users"},
+	{Host: "*.example.com", PathPrefix: "/users/"},
+	{Host: "*.example.com"},
+	{PathPrefix: "/admin", Methods: []string{"GET", "DELETE"}},
+	{Path: "/"},
+	{PathPrefix: "/static/"},
+	{Host: "other.test", Path: "/x"},
+	{PathPrefix: "/", Methods: []string{"GET"}},
+}
 
-// referenceLookup is an independent first-match scan over the config,
+// referenceLookup is an independent first-match scan over the rules,
 // written from the documented rules rather than from the matcher's code.
-func referenceLookup(routes []config.Route, host, path, method string) string {
-	for _, r := range routes {
-		m := r.Match
+func referenceLookup(rules []Rule, host, path, method string) int {
+	for i, m := range rules {
 		switch {
 		case m.Host == "":
 		case strings.HasPrefix(m.Host, "*."):
@@ -58,11 +54,13 @@ func referenceLookup(routes []config.Route, host, path, method string) string {
 				continue
 			}
 		}
-		return r.Name
+		return i
 	}
-	return ""
+	return -1
 }
 
+// FuzzRouting: whatever Host, path and method arrive, normalised as the
+// proxy normalises them, the index finds the first matching rule.
 func FuzzRouting(f *testing.F) {
 	for _, seed := range [][3]string{
 		{"api.example.com", "/users/7", "GET"},
@@ -78,30 +76,18 @@ func FuzzRouting(f *testing.F) {
 	} {
 		f.Add(seed[0], seed[1], seed[2])
 	}
-	cfg, err := config.Parse("fuzz.yaml", []byte(fuzzRoutes))
-	if err != nil {
-		f.Fatal(err)
-	}
-	p, err := New(cfg, Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	t := p.tab.Load()
-	f.Fuzz(func(tt *testing.T, host, rawPath, method string) {
+	ix := NewIndex(fuzzRules)
+	f.Fuzz(func(t *testing.T, host, rawPath, method string) {
 		u, err := url.Parse("http://h" + "/" + strings.TrimPrefix(rawPath, "/"))
 		if err != nil || u.Host != "h" {
 			return // not a path a server would hand us
 		}
-		if needsClean(u) {
-			cleanURLPath(u)
+		if NeedsClean(u) {
+			CleanURLPath(u)
 		}
-		h := requestHost(host)
-		got := ""
-		if rt := t.lookup(h, u.Path, method); rt != nil {
-			got = rt.name
-		}
-		if want := referenceLookup(cfg.Routes, h, u.Path, method); got != want {
-			tt.Fatalf("lookup(%q, %q, %q) = %q, first match is %q", h, u.Path, method, got, want)
+		h := RequestHost(host)
+		if got, want := ix.Lookup(h, u.Path, method), referenceLookup(fuzzRules, h, u.Path, method); got != want {
+			t.Fatalf("Lookup(%q, %q, %q) = %d, first match is %d", h, u.Path, method, got, want)
 		}
 	})
 }
@@ -120,8 +106,8 @@ func FuzzCleanPath(f *testing.F) {
 		if err != nil || u.Host != "h" || u.Path == "" {
 			return
 		}
-		if needsClean(u) {
-			cleanURLPath(u)
+		if NeedsClean(u) {
+			CleanURLPath(u)
 		}
 		p, e := u.Path, u.EscapedPath()
 		if !strings.HasPrefix(p, "/") {
@@ -137,7 +123,7 @@ func FuzzCleanPath(f *testing.F) {
 				t.Fatalf("escaped path %q of %q keeps an empty or dot segment", e, raw)
 			}
 		}
-		if needsClean(u) {
+		if NeedsClean(u) {
 			t.Fatalf("cleaned path %q (%q) of %q still needs cleaning", p, e, raw)
 		}
 		if dec, err := url.PathUnescape(e); err != nil || dec != p {
