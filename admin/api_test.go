@@ -165,7 +165,7 @@ func TestRoutesAPIAddsUp(t *testing.T) {
 }
 
 // TestBackpressureAPI saturates the slow route (2 in flight, 1 queued),
-// samples on the fake clock, and reads the SPEC fields.
+// samples on the fake clock, and reads the fields docs/SPEC.md names.
 func TestBackpressureAPI(t *testing.T) {
 	f := newFixture(t, "")
 	done := make(chan int, 3)
