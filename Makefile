@@ -44,7 +44,7 @@ demo:
 	$(GO) run ./cmd/sluice demo
 
 # The benchmark against nginx, HAProxy, Caddy and httputil.ReverseProxy on
-# loopback (issue 7): installs the peers with apt-get if missing, about 9
+# loopback: installs the peers with apt-get if missing, about 9
 # minutes, rewrites docs/BENCHMARKS.md and its charts. `go run ./bench
 # -quick` checks the harness in about 2 minutes.
 bench:

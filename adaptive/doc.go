@@ -130,9 +130,10 @@
 // 1.25 is Envoy's default 25% minRTT buffer (Envoy's formula is the same
 // gradient, bounded to [0.5, 2]), where Netflix tolerates 1.5: that settled
 // the limit near 1.9C in the bench, a line at the upstream as long as its
-// capacity, and an admitted p99 at the 3× the service time when
-// the capacity halved; with 1.25 it was 2.3× (docs/BENCHMARKS.md). The headroom sqrt(limit) is
-// Envoy's; Netflix's default is a constant 4. sqrt grows the limit faster
+// capacity, and an admitted p99 at the bench target's limit of 3× the
+// service time when the capacity halved; with 1.25 it was 2.3×
+// (docs/BENCHMARKS.md). The headroom sqrt(limit) is Envoy's; Netflix's
+// default is a constant 4. sqrt grows the limit faster
 // when it is large, and at the gradient's floor (0.5) it lets the limit
 // shrink to 4 instead of 8. Netflix's Gradient2 ignores dropped samples:
 // their rtt is no service time, and a fast 503 would even read as good

@@ -26,8 +26,8 @@ func (u upstream) rtt(inflight int) time.Duration {
 type phase struct {
 	up  upstream
 	dur time.Duration
-	// settleIn is how long the limit may take to settle; 10 s (the
-	// issue's bench scenario) when zero.
+	// settleIn is how long the limit may take to settle; 10 s (the bench
+	// target of docs/BENCHMARKS.md's scenario (b)) when zero.
 	settleIn time.Duration
 }
 
@@ -126,9 +126,9 @@ func settleRange(alg string, c int) (lo, hi float64) {
 	return 0.7 * float64(c), 1.6 * float64(c)
 }
 
-// checkPhase asserts the bench criteria on the phase's last 10 s
-// (goodput >= 90% of capacity, admitted p99 <= 3× the service time) and
-// that the limit settled in range within 10 s.
+// checkPhase asserts the bench targets of docs/BENCHMARKS.md on the
+// phase's last 10 s (goodput >= 90% of capacity, admitted p99 <= 3× the
+// service time) and that the limit settled in range within 10 s.
 func checkPhase(t *testing.T, alg, name string, ph phase, st phaseStats) {
 	t.Helper()
 	lo, hi := settleRange(alg, ph.up.c)
@@ -150,8 +150,8 @@ func checkPhase(t *testing.T, alg, name string, ph phase, st phaseStats) {
 	}
 }
 
-// TestSimulationCapacityHalves is the unit-level version of the issue's
-// bench scenario (b): starting from sluice's default limit of 50, above the
+// TestSimulationCapacityHalves is the unit-level version of the bench's
+// scenario (b) (docs/BENCHMARKS.md): starting from sluice's default limit of 50, above the
 // upstream's capacity of 20, the limit settles near it; when the capacity
 // halves to 10, it settles near the new one.
 func TestSimulationCapacityHalves(t *testing.T) {

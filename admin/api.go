@@ -13,7 +13,7 @@ import (
 	"sluice/proxy"
 )
 
-// The JSON shapes of the monitoring API (SPEC, "Reporting"). Field names
+// The JSON shapes of the monitoring API (docs/SPEC.md, "Reporting"). Field names
 // are snake_case; times are Unix milliseconds; durations are milliseconds
 // in fields whose names end in _ms.
 

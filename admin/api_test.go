@@ -164,8 +164,6 @@ func TestRoutesAPIAddsUp(t *testing.T) {
 	}
 }
 
-// TestBackpressureAPI saturates the slow route (2 in flight, 1 queued),
-// samples on the fake clock, and reads the SPEC fields.
 // TestRatesAcrossReload reloads a config that changes the fast route, which
 // gives it a new admission controller whose counters start from zero: its
 // rates count the new admissions and never read the drop as a wrap-around.
@@ -204,6 +202,8 @@ routes:
 	}
 }
 
+// TestBackpressureAPI saturates the slow route (2 in flight, 1 queued),
+// samples on the fake clock, and reads the fields docs/SPEC.md names.
 func TestBackpressureAPI(t *testing.T) {
 	f := newFixture(t, "")
 	done := make(chan int, 3)

@@ -31,7 +31,7 @@ type Controller struct {
 	rejected [numReasons]atomic.Uint64
 	inflight atomic.Int64 // admitted and not yet finished
 
-	// Priority classes (issue 9): the route's class, the header that may
+	// Priority classes: the route's class, the header that may
 	// override it (trusted only because the route names it), and counts.
 	class    bulkhead.Class
 	classHdr string
@@ -126,8 +126,8 @@ func (c *Controller) classOf(r *http.Request) bulkhead.Class {
 // slot and a breaker ticket until Finish; a refused one holds nothing.
 type Decision struct {
 	Reason Reason
-	// RetryAfter is the honest wait before retrying, per SPEC's rejection
-	// table; 0 for admitted requests and ClientGone.
+	// RetryAfter is the honest wait before retrying, per the rejection
+	// table of docs/SPEC.md; 0 for admitted requests and ClientGone.
 	RetryAfter time.Duration
 	// QueueWait is the time spent waiting in the bulkhead queue.
 	QueueWait time.Duration
@@ -150,14 +150,14 @@ type Decision struct {
 	start     time.Time // when the request got its slot
 }
 
-// Admit runs r through the route's admission, in SPEC order: rate limit,
-// bulkhead (waiting in the bounded queue if it is full), then the
-// upstream's breaker. ctx bounds the queue wait (the route deadline and the
+// Admit runs r through the route's admission, in the order of docs/SPEC.md:
+// rate limit, bulkhead (waiting in the bounded queue if it is full), then
+// the upstream's breaker. ctx bounds the queue wait (the route deadline and the
 // client's own cancellation).
 //
 // An open breaker is also checked before queueing: there is no point making
-// a client wait for a slot only to refuse it at the end (SPEC: never make a
-// client wait only to be refused).
+// a client wait for a slot only to refuse it at the end (docs/SPEC.md: never
+// make a client wait only to be refused).
 func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 	now := c.clk.Now()
 	d := Decision{Class: c.classOf(r)}
@@ -235,7 +235,7 @@ func (c *Controller) refuse(d Decision, r Reason, retryAfter time.Duration) Deci
 }
 
 // queueRetryAfter estimates how long the queue ahead takes to drain, per
-// SPEC: (depth+1) × recent mean service time ÷ max_concurrent.
+// docs/SPEC.md: (depth+1) × recent mean service time ÷ max_concurrent.
 func (c *Controller) queueRetryAfter() time.Duration {
 	return time.Duration(int64(c.bh.Depth()+1) * int64(c.svc.mean()) / int64(c.bh.MaxConcurrent()))
 }

@@ -3,7 +3,7 @@
 //
 // # The model
 //
-// Each route has a Controller that composes, in SPEC order:
+// Each route has a Controller that composes, in the order of docs/SPEC.md:
 //
 //	request ──► rate limit ──► breaker open? ──► bulkhead ──► breaker ──► admitted
 //	               │ no token      │ yes          │ full:        │ refused

@@ -1,7 +1,7 @@
 package admission
 
 // Reason says why a request was refused, or that it was admitted. Its
-// String is the Sluice-Reject header value of SPEC's rejection table.
+// String is the Sluice-Reject header value of docs/SPEC.md's rejection table.
 type Reason uint8
 
 const (
@@ -37,5 +37,6 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Rejections lists the refusal reasons, in SPEC order, for reporting.
+// Rejections lists the refusal reasons, in the order of docs/SPEC.md's
+// rejection table, for reporting.
 var Rejections = []Reason{RateLimited, QueueFull, QueueTimeout, BreakerOpen, NoHealthyUpstream, ShuttingDown}

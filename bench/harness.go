@@ -41,7 +41,7 @@ type results struct {
 	Profile           *profileResult
 	Routing           []routingResult
 	Keys              []keysResult
-	Sluice9           *sluice9Result    // issue 9: priority, adaptive, codel (sluice only)
+	Sluice9           *sluice9Result    // priority, adaptive, codel (sluice only)
 	Notes             []string          // what was skipped or went wrong
 	Ran               map[string]string // scenario → when it ran (UTC)
 }
@@ -136,7 +136,7 @@ func (h *harness) run(ctx context.Context) error {
 			h.res.Notes = nil
 		}
 	}
-	// A run of the issue 9 scenarios alone (sluice only, about a minute)
+	// A run of the sluice9 scenarios alone (sluice only, about a minute)
 	// keeps the header of the run it adds to: its section says when it ran.
 	keep := h.only != nil && len(h.only) == 1 && h.only["sluice9"] && !h.res.Started.IsZero()
 	prev := h.res
@@ -195,7 +195,7 @@ func (h *harness) run(ctx context.Context) error {
 			ran("scaling")
 		}
 	}
-	// Not part of the default run's set of issue 7 scenarios' timing, but
+	// Not part of the timing of the peer scenarios, but
 	// run with them unless -only leaves it out.
 	if h.wants("sluice9") {
 		if err := h.runSluice9(ctx); err != nil {

@@ -31,7 +31,7 @@ type openLoad struct {
 	Timeout  time.Duration // per request, from its scheduled time: then it is lost
 	MaxConns int           // connections held at most; a request waits for one
 	// Variants, when set, are kinds of request sent in turn by weight
-	// (issue 9: priority classes), each with its own header line; results
+	// (priority classes), each with its own header line; results
 	// are then also counted per variant in openResult.ByClass.
 	Variants []reqVariant
 	// OnWindow, when set, is called (in its own goroutine) as the counted

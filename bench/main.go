@@ -6,7 +6,7 @@
 //	go run ./bench -quick     a short run (about 2 minutes) to check it works,
 //	                          into a temporary directory unless -out is given
 //
-// Scenarios (issue 7):
+// Scenarios:
 //   - overhead: a fast upstream, closed-loop wrk with 64 connections,
 //     direct, through a minimal Go forwarder (the floor of Go's runtime,
 //     bench/floor.go) and through each proxy; requests/s, p50, p99.
@@ -18,7 +18,7 @@
 //     profiles.
 //   - scaling: routing cost with 10, 1 000 and 10 000 routes, and memory
 //     with 1 million distinct rate-limit keys.
-//   - sluice9 (issue 9, sluice only, about a minute): priority classes at
+//   - sluice9 (sluice only, about a minute): priority classes at
 //     5× overload with 10 % critical traffic; adaptive concurrency
 //     (gradient2, aimd) when the upstream's capacity halves mid-run (the
 //     upstream's control endpoint POST /_bench/slots?n=N); the fifo and

@@ -19,7 +19,7 @@ const (
 	overload
 )
 
-// The admission settings of the overload scenario (issue 7), shared by
+// The admission settings of the overload scenario, shared by
 // the configs below so that they cannot drift apart.
 const (
 	capSlots    = 20  // upstream concurrency, and sluice's bulkhead and HAProxy's maxconn

@@ -23,7 +23,8 @@ import (
 var docTemplate string
 
 // hotpathBenchstat is benchstat's comparison of BenchmarkProxy before and
-// after the hot-path changes of issue 7, measured once (it needs the old
+// after the hot-path changes (docs/BENCHMARKS.md, "What changed on the hot
+// path"), measured once (it needs the old
 // code) and kept here so that the doc can be regenerated.
 //
 //go:embed hotpath-benchstat.txt
@@ -36,7 +37,7 @@ const (
 	chartOverhead    = "bench-overhead.svg"
 )
 
-// check is one target of issue 7 with its verdict.
+// check is one target of the doc's "Targets" table with its verdict.
 type check struct {
 	Target string
 	Figure string
@@ -68,7 +69,7 @@ type docData struct {
 	VsPlain, VsCaddy, VsHAProxy               string // sluice's overhead throughput against them
 	FloorVerdict                              string // the Go floor row against HAProxy and sluice
 	KeysSent                                  string
-	Sluice9Section                            string // issue 9's section, "" before it has run
+	Sluice9Section                            string // the sluice9 section, "" before it has run
 }
 
 func (h *harness) write() error {
@@ -416,7 +417,7 @@ func findOverhead(rows []overheadRow, target string) (wrkResult, bool) {
 	return wrkResult{}, false
 }
 
-// checks judges the run against issue 7's targets.
+// checks judges the run against the doc's "Targets".
 func checks(r *results) []check {
 	var cs []check
 	var rss []int64

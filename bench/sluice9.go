@@ -10,12 +10,12 @@ import (
 	"time"
 )
 
-// The scenarios of issue 9, sluice only: priority shedding under overload,
+// The sluice9 scenarios, sluice only: priority shedding under overload,
 // adaptive concurrency when the upstream's capacity halves mid-run, and
 // the CoDel queue against FIFO under sustained overload. All on the
 // capacity upstream of the overload scenario (20 slots × 20 ms).
 
-// sluice9Result is what the issue 9 scenarios measured.
+// sluice9Result is what the sluice9 scenarios measured.
 type sluice9Result struct {
 	Priority []sluice9Row // (a) 5× overload, 10 % critical
 	Adaptive []sluice9Row // (b) capacity halves at the start of the window
@@ -225,7 +225,9 @@ func concurrencyLimit(admin string) float64 {
 	return -1
 }
 
-// Targets of issue 9.
+// Targets of the sluice9 scenarios: (a) critical requests succeed at 99 %
+// under 5× overload; (b) goodput is at least 90 % of the halved capacity;
+// (b) and (c) keep admitted p99 within 3× the service time.
 const (
 	s9CriticalTarget = 0.99
 	s9GoodputShare   = 0.9
@@ -248,7 +250,7 @@ func findS9(rows []sluice9Row, name string) *sluice9Row {
 	return nil
 }
 
-// sluice9Section is the doc's section on the issue 9 scenarios; "" when
+// sluice9Section is the doc's section on the sluice9 scenarios; "" when
 // they have not run.
 func sluice9Section(r *sluice9Result, when string) string {
 	if r == nil {
@@ -256,7 +258,7 @@ func sluice9Section(r *sluice9Result, when string) string {
 	}
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("## Beyond the peers (issue 9)\n\n")
+	p("## Beyond the peers: priority, adaptive concurrency, CoDel\n\n")
 	p("sluice only, on the overload scenario's upstream (%d slots × %d ms, capacity %d req/s), open-loop\n", capSlots, capServeMS, capacityRPS)
 	p("arrivals as above, each row with a fresh upstream and a fresh sluice. Run with\n")
 	p("`go run ./bench -only sluice9 -no-install`")
@@ -343,7 +345,7 @@ func sluice9Section(r *sluice9Result, when string) string {
 		add("(c) codel goodput about fifo's (within 5 %)", fmt.Sprintf("%.0f vs %.0f req/s (fifo p99 %s)", codel.Res.Goodput(), fifo.Res.Goodput(), ms(fifo.Res.OKP99)), ratio >= 0.95)
 	}
 
-	p("### Targets (issue 9)\n\n| target | this run | |\n|---|---|---|\n")
+	p("### Targets beyond the peers\n\n| target | this run | |\n|---|---|---|\n")
 	for _, c := range checks {
 		p("| %s | %s | %s |\n", c[0], c[1], c[2])
 	}
@@ -352,7 +354,7 @@ func sluice9Section(r *sluice9Result, when string) string {
 	return b.String()
 }
 
-// sluice9Why explains the issue 9 figures seen in the runs of this harness
+// sluice9Why explains the sluice9 figures seen in the runs of this harness
 // (written by hand from the figures above; rerun and reread it when the
 // figures change).
 const sluice9Why = `**Reading (b).** Both algorithms find the new capacity with no hand-tuned limit: the limit read at

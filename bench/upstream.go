@@ -48,7 +48,7 @@ func upstreamHandler(slots int, service time.Duration) http.Handler {
 	var mu sync.Mutex
 	held := 0 // slots taken away by the control endpoint
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The control endpoint (issue 9: capacity changes mid-run):
+		// The control endpoint (scenario (b): capacity changes mid-run):
 		// POST /_bench/slots?n=N lowers the number of slots to N by taking
 		// slots away for good, each as soon as it frees, in line with the
 		// waiting requests. Only lowering is supported.

@@ -51,8 +51,8 @@ type Options struct {
 	// 8). With MaxDepth 10 and ShedAt 0.5, 5 waiters may be queued and the
 	// sixth is refused. Each value is in [0, 1]; a zero entry means 1.0:
 	// refused only when the queue is full, so the zero value is no
-	// shedding. Issue 9's defaults, applied by the caller: critical 1.0,
-	// default 0.8, sheddable 0.5.
+	// shedding. The config's defaults (priority.shed_at), applied by the
+	// caller: critical 1.0, default 0.8, sheddable 0.5.
 	ShedAt [numClasses]float64
 	// Discipline is the queue discipline. The zero value is FIFO.
 	Discipline Discipline

@@ -220,7 +220,7 @@ func TestNewWithOptions(t *testing.T) {
 		wantPanic string
 	}{
 		{name: "valid", edit: func(*Options) {}},
-		{name: "issue 9 defaults", edit: func(o *Options) { o.ShedAt = [numClasses]float64{1, 0.8, 0.5} }},
+		{name: "shed_at defaults", edit: func(o *Options) { o.ShedAt = [numClasses]float64{1, 0.8, 0.5} }},
 		{name: "codel with defaults", edit: func(o *Options) { o.Discipline = CoDel }},
 		{name: "zero slots", edit: func(o *Options) { o.MaxConcurrent = 0 }, wantPanic: "MaxConcurrent must be >= 1, got 0"},
 		{name: "negative depth", edit: func(o *Options) { o.MaxDepth = -1 }, wantPanic: "MaxDepth must be >= 0, got -1"},

@@ -53,7 +53,7 @@
 // a class c request that would have to wait is refused with ErrFull when
 // depth >= ShedAt[c]·max_depth. The thresholds are turned into integer
 // depths once, at construction, so the check per request is one
-// comparison; with issue 9's defaults (1.0, 0.8, 0.5) and max_depth 10,
+// comparison; with the shed_at defaults (1.0, 0.8, 0.5) and max_depth 10,
 // sheddable is refused once 5 are queued, default once 8 are, critical
 // once 10 are. A waiter already queued is never evicted by a higher class:
 // it is served after them or times out.
@@ -121,8 +121,8 @@
 // The effect: under sustained overload the standing queue stays younger
 // than target, so admitted latency stays near the service time, and the
 // requests that cannot be served are refused after target rather than
-// after max_wait, at the same goodput. (A real-clock run of issue 9's
-// bench (c) shape, 20 slots of 20ms, queue 100 / 250ms, 5x Poisson load:
+// after max_wait, at the same goodput. (A real-clock run of the shape of
+// docs/BENCHMARKS.md's scenario (c), 20 slots of 20ms, queue 100 / 250ms, 5x Poisson load:
 // admitted wait p99 about 108ms under FIFO, 2.5ms under CoDel.)
 //
 // Both edges take an interval: in after an interval of sojourns above

@@ -19,7 +19,7 @@ import (
 // and at the end nothing held, nothing queued and no permit lost or
 // duplicated. It makes no assertion about timing.
 //
-// The codel variants add random classes (with issue 9's shedding
+// The codel variants add random classes (with the default shed_at
 // thresholds), a goroutine moving the limit at random with SetLimit, and
 // the CoDel discipline with a tiny target, so that LIFO grants, drops at
 // dequeue and mode changes race with everything else. Each grant is

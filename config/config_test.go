@@ -293,7 +293,7 @@ routes:
 	}
 }
 
-// TestSpecExample keeps the example in SPEC.md loadable.
+// TestSpecExample keeps the example of docs/SPEC.md, "Config (YAML)", loadable.
 func TestSpecExample(t *testing.T) {
 	cfg := loadTestdata(t, "spec_example.yaml")
 	if got := cfg.Routes[0].RateLimit.Burst; got != 200 {
@@ -528,8 +528,8 @@ routes: [{name: r, match: {path: /}, upstream: u, timeout: 250ms}]
 var defaultQueue = Queue{MaxDepth: 100, MaxWait: 250 * time.Millisecond, Discipline: "fifo",
 	CoDel: CoDel{Target: 5 * time.Millisecond, Interval: 100 * time.Millisecond}}
 
-// TestIssue9BlockDefaults checks the defaults of the priority and adaptive blocks.
-func TestIssue9BlockDefaults(t *testing.T) {
+// TestPriorityAdaptiveDefaults checks the defaults of the priority and adaptive blocks.
+func TestPriorityAdaptiveDefaults(t *testing.T) {
 	cfg, err := Parse("t.yaml", []byte(`
 upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
 routes:

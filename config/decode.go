@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Load reads the config file at path, then decodes and validates it as Parse
@@ -140,9 +140,10 @@ func (d *decoder) empty() {
 var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // parserProblems are the messages of yaml.v3's parser (parserc.go), as
-// opposed to its scanner. yaml.v3 v3.0.1 prints the 0-based line of a
-// parser error (it adds 1 only for scanner errors; go-yaml/yaml#205), so
-// these get 1 added. Scanner messages never repeat these strings.
+// opposed to its scanner. go.yaml.in/yaml/v3 v3.0.6, like gopkg.in/yaml.v3
+// before it, prints the 0-based line of a parser error (its parser.fail
+// adds 1 only for scanner errors), so these get 1 added. Scanner messages
+// never repeat these strings.
 var parserProblems = map[string]bool{
 	"did not find expected ',' or ']'":       true,
 	"did not find expected ',' or '}'":       true,

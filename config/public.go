@@ -3,7 +3,7 @@ package config
 import (
 	"net/url"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Public returns the effective config (defaults applied) as plain maps and

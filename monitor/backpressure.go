@@ -35,7 +35,7 @@ const (
 )
 
 // LevelOf maps a backpressure ratio to its level: ok when ratio <= 0.10, low
-// when <= 0.5, high above (SPEC "Reporting"; Flink's OK/LOW/HIGH). Both
+// when <= 0.5, high above (docs/SPEC.md, "Reporting"; Flink's OK/LOW/HIGH). Both
 // bounds are inclusive on the lower level, as in Flink: 10 backpressured
 // samples out of 100 are still ok.
 func LevelOf(ratio float64) Level {
@@ -50,7 +50,7 @@ func LevelOf(ratio float64) Level {
 }
 
 // Backpressure is the JSON body of GET /api/v1/routes/{name}/backpressure,
-// with the SPEC's field names.
+// with the field names of docs/SPEC.md.
 type Backpressure struct {
 	Level Level `json:"level"`
 	// Ratio is backpressured samples / samples in the window, 0 before

@@ -47,6 +47,7 @@ usage:
                                      slow upstream's capacity and back
   sluice validate -config FILE       check a config: exit 0, or print each
                                      error as FILE:LINE:COL: message, exit 1
+                                     (exit 2 on a usage error)
   sluice version                     print the version
 `
 
@@ -220,7 +221,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	load := fs.Bool("load", false, "send a built-in open-loop load: /slow ramps past its capacity and back, the flaky breaker trips")
 	duration := fs.Duration("duration", 90*time.Second, "how long -load sends for; then it stops by itself")
 	var lf logFlags
-	lf.register(fs, "text")
+	lf.register(fs, "json")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -86,8 +86,12 @@ func TestUsageAndVersion(t *testing.T) {
 		t.Errorf("version: exit %d, stdout %q", code, out.String())
 	}
 	errb.Reset()
-	if code := run([]string{"validate"}, &out, &errb); code != 2 {
-		t.Errorf("validate without -config: exit %d, want 2", code)
+	if code := run([]string{"validate"}, &out, &errb); code != 2 || errb.String() != "sluice validate: -config FILE is required\n" {
+		t.Errorf("validate without -config: exit %d, stderr %q; want 2 and the usage error", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"validate", "-frobnicate"}, &out, &errb); code != 2 {
+		t.Errorf("validate with an unknown flag: exit %d, want 2", code)
 	}
 	errb.Reset()
 	if code := run([]string{"run", "-config", "/nonexistent/sluice.yaml"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "/nonexistent/sluice.yaml") {
@@ -190,6 +194,31 @@ func TestDemoBinary(t *testing.T) {
 		t.Errorf("/api/events first line %q, %v", first, err)
 	}
 	stopAndWait(t, cmd, stderr)
+	assertJSONLog(t, stderr.String(), "request", "stopped")
+}
+
+// assertJSONLog checks that every line of a log is a slog JSON object
+// and that the messages in want all occur.
+func assertJSONLog(t *testing.T, log string, want ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSuffix(log, "\n"), "\n") {
+		var rec struct {
+			Time  string `json:"time"`
+			Level string `json:"level"`
+			Msg   string `json:"msg"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Time == "" || rec.Level == "" || rec.Msg == "" {
+			t.Errorf("log line is not a slog JSON record: %q", line)
+			continue
+		}
+		seen[rec.Msg] = true
+	}
+	for _, m := range want {
+		if !seen[m] {
+			t.Errorf("no %q line in the log:\n%s", m, log)
+		}
+	}
 }
 
 // demoURLs reads the proxy and dashboard URLs the demo prints.
@@ -233,6 +262,7 @@ func TestDemoLoadBinary(t *testing.T) {
 		t.Errorf("slow route after the load: %v %s", err, body)
 	}
 	stopAndWait(t, cmd, stderr)
+	assertJSONLog(t, stderr.String(), "request", "stopped")
 }
 
 func TestDemoFlags(t *testing.T) {
@@ -278,9 +308,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 		t.Errorf("proxied: %d %q", code, body)
 	}
 	stopAndWait(t, cmd, stderr)
-	if !strings.Contains(stderr.String(), `"msg":"stopped"`) {
-		t.Errorf("no JSON 'stopped' log line:\n%s", stderr.String())
-	}
+	assertJSONLog(t, stderr.String(), "request", "stopped")
 }
 
 func freeAddr(t *testing.T) string {
