@@ -2,11 +2,15 @@ package proxy
 
 import (
 	"bufio"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"sluice/admission"
 )
 
 // statusWriter records the status and body size a handler wrote. It lives
@@ -119,4 +123,66 @@ func (c *codeCounts) total() uint64 {
 	var t uint64
 	c.each(func(_ int, n uint64) { t += n })
 	return t
+}
+
+// finish accounts for one request: status counters, duration histograms,
+// the access log line and the span. It runs exactly once per request.
+func (p *Proxy) finish(st *reqState, r *http.Request) {
+	status := st.sw.status
+	if st.status == StatusClientClosed {
+		status = StatusClientClosed // nothing (complete) was written to anyone
+	} else if status == 0 {
+		status = http.StatusOK // net/http's implicit answer
+	}
+	took := p.clk.Now().Sub(st.start)
+	if rt := st.route; rt != nil {
+		rt.codes.inc(status)
+		rt.durHist.Observe(took.Seconds())
+		if st.reason == admission.Admitted && status != StatusClientClosed {
+			rt.latWin.Observe(st.start, took)
+		}
+	} else {
+		p.unmatched.inc(status)
+	}
+	if p.access != nil {
+		p.logAccess(st, r, status, took)
+	}
+	if st.span != nil {
+		endSpan(st, status)
+	}
+	statePool.Put(st)
+}
+
+func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.Duration) {
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("host", r.Host),
+		slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr),
+		slog.Int("status", status),
+		slog.Int64("bytes", st.sw.bytes),
+		slog.Float64("duration_ms", float64(took.Microseconds())/1000),
+	)
+	if rt := st.route; rt != nil {
+		attrs = append(attrs, slog.String("route", rt.name), slog.String("upstream", rt.up.name))
+		if st.reason != admission.Admitted {
+			attrs = append(attrs, slog.String("reason", st.reason.String()))
+		}
+		if rt.adm.Bulkhead() != nil {
+			attrs = append(attrs, slog.Float64("queue_wait_ms", float64(st.queueWait.Microseconds())/1000))
+		}
+	}
+	if st.target != nil {
+		attrs = append(attrs, slog.String("target", st.target.URL.Host))
+	}
+	if st.aborted {
+		// The response broke off midway (upstream or client gone, or the
+		// route deadline passed while the body was streaming).
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	if st.span != nil {
+		attrs = append(attrs, slog.String("trace_id", st.span.SpanContext().TraceID().String()))
+	}
+	p.access.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
