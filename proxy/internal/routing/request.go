@@ -52,10 +52,13 @@ func hasDotSegment(p string) bool {
 // CleanURLPath normalises u's path in place (RFC 3986 §5.2.4 dot-segment
 // removal plus merged slashes), keeping a trailing slash. Slashes are merged
 // in the escaped form, so an encoded slash (%2F) stays inside its segment,
-// as the client meant. But the decoded path must end up without dot
-// segments: an upstream that decodes %2e%2e would otherwise be walked out
-// of the prefix the request was routed by, so when the escaped form still
-// decodes to one, the decoded path is cleaned instead.
+// as the client meant — as long as the decoded path has no dot segment.
+// The decoded path must end up without one: an upstream that decodes
+// %2e%2e or ..%2F would otherwise be walked out of the prefix the request
+// was routed by. So when the escaped form still decodes to a dot segment,
+// the decoded path is cleaned instead, and there %2F is a separator like
+// "/" (/a/..%2Fb becomes /b). Either way the path routed is the path
+// forwarded.
 func CleanURLPath(u *url.URL) {
 	esc := cleanSlashed(u.EscapedPath())
 	if p, err := url.PathUnescape(esc); err == nil && !hasDotSegment(p) {
