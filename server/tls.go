@@ -26,6 +26,7 @@ import (
 	"sluice/certs"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/framing"
 )
 
 // tlsFrontend is the HTTPS side of a Server.
@@ -140,7 +141,7 @@ func (f *tlsFrontend) redirect(w http.ResponseWriter, r *http.Request) {
 // server on plainLn and the HTTPS server, then waits (within ctx) until
 // every certificate is there. On error nothing is left serving: both
 // servers are closed, plainLn with them.
-func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, guard *framingGuard, serve func(*http.Server, net.Listener)) error {
+func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, guard *framing.Guard, serve func(*http.Server, net.Listener)) error {
 	ln, err := net.Listen("tcp", f.cfg.Listen)
 	if err != nil {
 		plainLn.Close()
@@ -161,8 +162,8 @@ func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net
 		// http.Server speaks HTTP/2 on connections that negotiated h2.
 		NextProtos: append([]string{"h2", "http/1.1"}, f.src.ALPN()...),
 	}
-	go serve(plain, guard.listener(plainLn))
-	go serve(f.srv, guard.tlsListener(tls.NewListener(ln, tc), f.srv.ReadHeaderTimeout))
+	go serve(plain, guard.Listener(plainLn))
+	go serve(f.srv, guard.TLSListener(tls.NewListener(ln, tc), f.srv.ReadHeaderTimeout))
 	if err := f.src.Ready(ctx); err != nil {
 		plain.Close()
 		f.srv.Close()
