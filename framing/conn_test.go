@@ -153,6 +153,12 @@ const get = "GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
 // okOne is the answer to get.
 var okOne = answer{200, false, "text/plain; charset=utf-8", "ok /one 0"}
 
+// problem is the problem+json answer a guarded server gives for status.
+func problem(status int, detail string) answer {
+	body := fmt.Sprintf(`{"type":"about:blank","title":%q,"status":%d,"detail":%q}`+"\n", http.StatusText(status), status, detail)
+	return answer{status, true, "application/problem+json", body}
+}
+
 // TestConflictRefused: on the plain listener and on HTTP/1 over TLS, a
 // request with both Content-Length and Transfer-Encoding is answered 400
 // problem+json and its connection closed; the request before it on the
@@ -163,7 +169,7 @@ func TestConflictRefused(t *testing.T) {
 	raw := get +
 		"POST /two HTTP/1.1\r\nHost: a\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n" +
 		"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
-	want := []answer{okOne, {400, true, "text/plain; charset=utf-8", "400 Bad Request"}}
+	want := []answer{okOne, problem(400, "The request has both Content-Length and Transfer-Encoding, which frame its body differently.")}
 	for name, dial := range s.dialers() {
 		if got := exchange(t, dial, raw); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: answers\n%v\nwant\n%v", name, got, want)
@@ -179,6 +185,72 @@ func TestConflictRefused(t *testing.T) {
 	defer s.mu.Unlock()
 	if len(s.refusals) != 2 || !strings.HasPrefix(s.refusals[0].String(), "127.0.0.1:") {
 		t.Errorf("onReject called with %v, want two client addresses", s.refusals)
+	}
+}
+
+// TestErrorAnswers: every answer net/http writes on its own to a request
+// it cannot read is problem+json with net/http's status, on the plain
+// listener and over TLS; a request before the bad one on the connection is
+// answered normally first.
+func TestErrorAnswers(t *testing.T) {
+	s := serveGuarded(t)
+	for _, tc := range []struct {
+		name, bad string
+		want      answer
+	}{
+		{"malformed request line", "GET/nothing\r\nHost: a\r\n\r\n",
+			problem(400, "The request is not valid HTTP/1.1.")},
+		{"bad header line", "GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+			problem(400, "The request has an invalid header name.")},
+		{"no host", "GET / HTTP/1.1\r\n\r\n",
+			problem(400, "The request has no Host header.")},
+		{"header block over max_header_bytes", "GET / HTTP/1.1\r\nHost: a\r\nX: " + strings.Repeat("a", 2*maxHeaderBytes+4096) + "\r\n\r\n",
+			problem(431, "The request's header block is larger than this server accepts.")},
+		{"content-length and transfer-encoding", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+			problem(400, "The request has both Content-Length and Transfer-Encoding, which frame its body differently.")},
+		{"unsupported transfer coding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+			problem(501, "The request's Transfer-Encoding is not supported.")},
+		{"unsupported HTTP version", "GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+			problem(505, "The request's HTTP version is not supported.")},
+	} {
+		for name, dial := range s.dialers() {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				want := []answer{okOne, tc.want}
+				if got := exchange(t, dial, get+tc.bad); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("answers\n%v\nwant\n%v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestErrorAnswerHeaders: the problem+json answer is a complete response:
+// Date, Content-Length of its body, Cache-Control no-store, close.
+func TestErrorAnswerHeaders(t *testing.T) {
+	s := serveGuarded(t)
+	c, err := net.Dial("tcp", s.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET/\r\n\r\n")
+	raw, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, _ := strings.Cut(string(raw), "\r\n\r\n")
+	lines := strings.Split(head, "\r\n")
+	if lines[0] != "HTTP/1.1 400 Bad Request" || len(lines) != 6 || !strings.HasPrefix(lines[1], "Date: ") {
+		t.Fatalf("head %q", head)
+	}
+	if _, err := time.Parse(http.TimeFormat, strings.TrimPrefix(lines[1], "Date: ")); err != nil {
+		t.Errorf("Date: %v", err)
+	}
+	want := []string{"Content-Type: application/problem+json", "Cache-Control: no-store",
+		fmt.Sprintf("Content-Length: %d", len(body)), "Connection: close"}
+	if fmt.Sprint(lines[2:]) != fmt.Sprint(want) {
+		t.Errorf("headers %q, want %q", lines[2:], want)
 	}
 }
 
@@ -200,8 +272,11 @@ func TestUpgradeThroughGuard(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade: %v %v", resp, err)
 	}
+	// Neither judged nor rewritten: a conflicting request, and what looks
+	// like one of net/http's error answers.
 	for _, payload := range []string{
 		"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 400 Bad Request" + errorHeaders + "400 Bad Request",
 	} {
 		io.WriteString(c, payload)
 		echo := make([]byte, len(payload))

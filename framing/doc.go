@@ -1,5 +1,6 @@
 // Package framing guards HTTP/1 message framing on the connections of a
-// net/http server.
+// net/http server, and answers the requests net/http refuses on its own
+// with application/problem+json.
 //
 // # Request smuggling
 //
@@ -25,6 +26,21 @@
 // connection when the upgrade is refused: see CloseRefusedUpgrades); at an
 // HTTP/2 preface; and at a header block longer than net/http accepts, which
 // it refuses with 431.
+//
+// # Error answers
+//
+// net/http answers a request it cannot read (a malformed request line or
+// header, a header block over MaxHeaderBytes, an unsupported HTTP version
+// or transfer coding, the guard's poison) by writing a text/plain response
+// straight to the connection, bypassing every handler. The guard's Write
+// recognises exactly those writes and sends in their place an
+// application/problem+json (RFC 9457) response with the same status, like
+// every other refusal of the proxy's (see docs/SPEC.md). What the guard
+// cannot see is not rewritten: HTTP/2 connections (net/http's HTTP/2
+// server answers protocol errors with frames, not responses), TLS
+// handshake failures (net/http answers a plaintext request on the TLS port
+// before a guarded connection exists), and anything on a connection after
+// an Upgrade request, whose later bytes may be another protocol's.
 //
 // # Listeners
 //

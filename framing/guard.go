@@ -84,6 +84,21 @@ type guardedConn struct {
 	state guardState
 	body  int64 // inBody: body bytes still to pass
 	err   error // from Conn, returned once what may be handed out is
+
+	// seen tells Write (which may run alongside Read: net/http's
+	// background read) what Read found: seenPoison, seenUpgrade.
+	seen atomic.Uint32
+}
+
+// CloseWrite half-closes the connection, as net/http does on a bare TCP
+// connection before it closes one with unread input (after a 431, or a
+// request body it did not read): the client then reads the answer before
+// the close resets the connection.
+func (c *guardedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // guardedTLSConn is a guarded TLS connection. Its ConnectionState makes
@@ -222,12 +237,16 @@ func (c *guardedConn) judge(head []byte) {
 		c.buf = append(c.buf[:c.clear], poison...)
 		c.clear = len(c.buf)
 		c.state = poisoned
+		c.seen.Or(seenPoison)
 		c.g.rejected.Add(1)
 		if c.g.onReject != nil {
 			c.g.onReject(c.RemoteAddr())
 		}
 		return
-	case f.te, f.upgrade, f.h2, f.badCL:
+	case f.upgrade:
+		c.state = passing
+		c.seen.Or(seenUpgrade)
+	case f.te, f.h2, f.badCL:
 		c.state = passing
 	case f.length > 0:
 		c.state, c.body = inBody, f.length

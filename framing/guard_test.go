@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -127,3 +128,63 @@ type repeatConn struct {
 }
 
 func (c *repeatConn) Read(p []byte) (int, error) { return copy(p, c.req), nil }
+
+// TestParseErrorAnswer: net/http's own error answers (server.go,
+// conn.serve), byte for byte, are recognised; anything else, however
+// close, is not.
+func TestParseErrorAnswer(t *testing.T) {
+	const eh = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	for _, tc := range []struct {
+		in   string
+		code int
+		text string
+	}{
+		{"HTTP/1.1 400 Bad Request" + eh + "400 Bad Request", 400, ""},
+		{"HTTP/1.1 431 Request Header Fields Too Large" + eh + "431 Request Header Fields Too Large", 431, ""},
+		{"HTTP/1.1 501 Not Implemented" + eh + "Unsupported transfer encoding", 501, ""},
+		{"HTTP/1.1 505 HTTP Version Not Supported: unsupported protocol version" + eh + "505 HTTP Version Not Supported: unsupported protocol version", 505, "unsupported protocol version"},
+		{"HTTP/1.1 400 Bad Request: invalid header name" + eh + "400 Bad Request: invalid header name", 400, "invalid header name"},
+		// Not net/http's own.
+		{"HTTP/1.1 400 Bad Request\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT" + eh + "400 Bad Request", 0, ""},
+		{"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 15\r\nConnection: close\r\n\r\n400 Bad Request", 0, ""},
+		{"HTTP/1.1 400 Bad Request" + eh + "400 Bad Request\n", 0, ""},
+		{"HTTP/1.1 400 Bad Request" + eh + "something else", 0, ""},
+		{"HTTP/1.1 400 Bad Requests" + eh + "400 Bad Requests", 0, ""},
+		{"HTTP/1.1 200 OK" + eh + "200 OK", 0, ""},
+		{"HTTP/1.1 400 Bad Request" + eh, 0, ""},
+		{"HTTP/1.1 502 Bad Gateway" + eh + "Unsupported transfer encoding", 0, ""},
+		{"HTTP/1.1 501 Not Implemented: x" + eh + "Unsupported transfer encoding", 0, ""},
+		{"HTTP/1.0 400 Bad Request" + eh + "400 Bad Request", 0, ""},
+	} {
+		code, text, ok := 0, "", false
+		if strings.HasPrefix(tc.in, errorStart) {
+			code, text, ok = parseErrorAnswer([]byte(tc.in))
+		}
+		if ok != (tc.code != 0) || code != tc.code || text != tc.text {
+			t.Errorf("%q: %d %q %v, want %d %q", tc.in, code, text, ok, tc.code, tc.text)
+		}
+	}
+	if http.StatusText(505) != "HTTP Version Not Supported" {
+		t.Fatal("net/http's status texts changed: update the cases above")
+	}
+}
+
+// BenchmarkWrite is the guard's cost per response write: a short handler
+// response, looked at and passed on.
+func BenchmarkWrite(b *testing.B) {
+	resp := []byte("HTTP/1.1 200 OK\r\nDate: Wed, 02 Dec 2026 19:00:00 GMT\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+		"Content-Length: 2\r\n\r\nok")
+	gc := (&Guard{maxHead: 1 << 20}).wrap(discardConn{})
+	b.ReportAllocs()
+	b.SetBytes(int64(len(resp)))
+	for b.Loop() {
+		if _, err := gc.Write(resp); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// discardConn accepts every write.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }

@@ -17,7 +17,7 @@ import (
 // TestFramingConflictRefused: sluice guards both proxy listeners (package
 // framing has the guard's own tests). On the plain listener and on HTTP/1
 // over TLS, a request with both Content-Length and Transfer-Encoding is
-// answered 400 and its connection closed; the request before
+// answered 400 problem+json and its connection closed; the request before
 // it is proxied, the one smuggled behind it never reaches the upstream,
 // and the refusal is counted in sluice_http_framing_rejected_total.
 func TestFramingConflictRefused(t *testing.T) {
@@ -57,7 +57,7 @@ routes: [{name: all, match: {path_prefix: /}, upstream: u}]
 			got = append(got, fmt.Sprintf("%d %s close=%v", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Close))
 		}
 		c.Close()
-		if want := "[200  close=false 400 text/plain; charset=utf-8 close=true]"; fmt.Sprint(got) != want {
+		if want := "[200  close=false 400 application/problem+json close=true]"; fmt.Sprint(got) != want {
 			t.Errorf("%s: responses %v, want %s", name, got, want)
 		}
 	}
