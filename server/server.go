@@ -29,6 +29,7 @@ import (
 
 	"sluice/admin"
 	"sluice/config"
+	"sluice/framing"
 	"sluice/monitor"
 	"sluice/proxy"
 	"sluice/telemetry"
@@ -76,7 +77,7 @@ type Server struct {
 
 	proxySrv *http.Server
 	adminSrv *http.Server
-	guard    *framingGuard // HTTP/1 framing checks on the proxy listeners
+	guard    *framing.Guard // HTTP/1 framing checks on the proxy listeners
 	proxyLn  net.Listener
 	https    *tlsFrontend // nil without a tls block
 	adminLn  net.Listener
@@ -139,13 +140,13 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	}, []string{"result"})
 	s.reloads.WithLabelValues("success")
 	s.reloads.WithLabelValues("error")
-	s.guard = newFramingGuard(cfg.Server.MaxHeaderBytes, func(remote net.Addr) {
+	s.guard = framing.NewGuard(cfg.Server.MaxHeaderBytes, func(remote net.Addr) {
 		log.Warn("refused a request with both Content-Length and Transfer-Encoding (400, connection closed)", "remote", remote.String())
 	})
 	framingRefused := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "sluice_http_framing_rejected_total",
 		Help: "HTTP/1 requests refused with 400 for carrying both Content-Length and Transfer-Encoding.",
-	}, func() float64 { return float64(s.guard.rejected.Load()) })
+	}, func() float64 { return float64(s.guard.Rejected()) })
 	reg.MustRegister(p.Collector(), s.reloads, framingRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.admin = admin.New(admin.Options{
@@ -159,7 +160,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.proxySrv = &http.Server{
-		Handler:           closeRefusedUpgrades(p),
+		Handler:           framing.CloseRefusedUpgrades(p),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
@@ -171,7 +172,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		if s.https, err = newTLSFrontend(cfg.TLS, s.proxySrv, log); err != nil {
 			return nil, err
 		}
-		s.proxySrv.Handler = closeRefusedUpgrades(s.https.plainHandler(p)) // ACME challenges, redirect_http
+		s.proxySrv.Handler = framing.CloseRefusedUpgrades(s.https.plainHandler(p)) // ACME challenges, redirect_http
 	}
 	s.adminSrv = &http.Server{
 		Handler:           s.admin,
@@ -225,7 +226,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	if s.https == nil {
-		go s.serve(s.proxySrv, s.guard.listener(s.proxyLn))
+		go s.serve(s.proxySrv, s.guard.Listener(s.proxyLn))
 	}
 	go s.serve(s.adminSrv, s.adminLn)
 	s.https.openGate()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"sluice/admission"
 	"sluice/config"
+	"sluice/internal/testutil"
 )
 
 func startServer(t *testing.T, yaml string) *Server {
@@ -291,26 +291,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// needTool returns the path of an external tool the test drives. Without it
-// the test is skipped on a developer's machine, but fails under CI, where
-// `make test` must have installed it.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed: `make test` installs it (scripts/install-test-deps.sh)", name)
-		}
-		t.Skipf("%s not installed; run `make test` to install it", name)
-	}
-	return path
-}
-
 // TestMetricsPassPromtool scrapes a live /metrics after traffic of every
 // kind (admitted, refused, unrouted, breaker trips, upstream errors) and
 // runs the real `promtool check metrics` on it.
 func TestMetricsPassPromtool(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	promtool := testutil.NeedTool(t, "promtool")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fail" {
 			http.Error(w, "no", http.StatusBadGateway)

@@ -2,8 +2,8 @@ package server
 
 // HTTPS. With a tls block, sluice serves the same proxy handler on
 // tls.listen as on server.listen, over HTTP/2 and HTTP/1.1 (ALPN), TLS 1.2
-// at least. Certificates come from a certSource: ACME through certmagic
-// (acmeCerts) or a static pair reloaded when its files change (fileCerts).
+// at least. Certificates come from a certs.Source: ACME through certmagic,
+// or a static pair reloaded when its files change.
 //
 // Start order, and why: ACME validates HTTP-01 on the plain listener and
 // TLS-ALPN-01 on the TLS listener, so both must serve before the first
@@ -23,48 +23,19 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"sluice/certs"
 	"sluice/clock"
 	"sluice/config"
-)
-
-// acmeChallengePrefix is where ACME HTTP-01 validation requests arrive
-// (RFC 8555 §8.3). They are never redirected to https.
-const acmeChallengePrefix = "/.well-known/acme-challenge/"
-
-// certSource supplies the TLS listener's certificates.
-type certSource interface {
-	// start begins managing certificates for the proxy's plain listener
-	// bound at plain and its TLS listener bound at tls (where an ACME CA
-	// validates challenges). It is called before either serves.
-	start(plain, tls net.Addr) error
-	// ready returns once every configured name has a certificate to serve,
-	// or with the reason one cannot be had. Both listeners serve meanwhile.
-	ready(ctx context.Context) error
-	// getCertificate is the tls.Config.GetCertificate callback.
-	getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	// alpn lists the ALPN protocols the source answers itself, besides
-	// h2 and http/1.1.
-	alpn() []string
-	// serveChallenge answers an ACME HTTP-01 validation request it knows
-	// and reports whether it did.
-	serveChallenge(w http.ResponseWriter, r *http.Request) bool
-	// stop ends background work (renewals, file watching). Safe to call
-	// more than once, and before start.
-	stop()
-}
-
-var (
-	_ certSource = (*acmeCerts)(nil)
-	_ certSource = (*fileCerts)(nil)
+	"sluice/framing"
 )
 
 // tlsFrontend is the HTTPS side of a Server.
 type tlsFrontend struct {
-	cfg   *config.TLS
-	log   *slog.Logger
-	certs certSource
-	srv   *http.Server
-	ln    net.Listener // bound by start; srv reads it through tls.NewListener and the framing guard
+	cfg *config.TLS
+	log *slog.Logger
+	src certs.Source
+	srv *http.Server
+	ln  net.Listener // bound by start; srv reads it through tls.NewListener and the framing guard
 
 	// open is set once Start has every certificate. Until then both
 	// listeners answer ACME challenges and nothing else.
@@ -79,12 +50,7 @@ type tlsFrontend struct {
 func newTLSFrontend(cfg *config.TLS, plain *http.Server, log *slog.Logger) (*tlsFrontend, error) {
 	f := &tlsFrontend{cfg: cfg, log: log}
 	var err error
-	if cfg.ACME != nil {
-		f.certs, err = newACMECerts(cfg.ACME, log)
-	} else {
-		f.certs, err = newFileCerts(cfg.CertFile, cfg.KeyFile, log, clock.Real())
-	}
-	if err != nil {
+	if f.src, err = certs.New(cfg, log, clock.Real()); err != nil {
 		return nil, err
 	}
 	f.srv = &http.Server{
@@ -119,8 +85,8 @@ func (w serverErrorLog) Write(p []byte) (int, error) {
 // follows redirects, but only to ports 80 and 443.
 func (f *tlsFrontend) plainHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		challenge := isChallengePath(r.URL.Path)
-		if challenge && f.certs.serveChallenge(w, r) {
+		challenge := certs.IsChallengePath(r.URL.Path)
+		if challenge && f.src.ServeChallenge(w, r) {
 			return
 		}
 		switch {
@@ -143,14 +109,6 @@ func (f *tlsFrontend) gate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// isChallengePath reports whether p names one ACME HTTP-01 token. Dot
-// segments are not tokens: "/.well-known/acme-challenge/../x" must not
-// slip past the redirect.
-func isChallengePath(p string) bool {
-	tok, ok := strings.CutPrefix(p, acmeChallengePrefix)
-	return ok && tok != "" && tok != "." && tok != ".." && !strings.Contains(tok, "/")
 }
 
 // starting answers requests that arrive while certificates are obtained.
@@ -183,7 +141,7 @@ func (f *tlsFrontend) redirect(w http.ResponseWriter, r *http.Request) {
 // server on plainLn and the HTTPS server, then waits (within ctx) until
 // every certificate is there. On error nothing is left serving: both
 // servers are closed, plainLn with them.
-func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, guard *framingGuard, serve func(*http.Server, net.Listener)) error {
+func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net.Listener, guard *framing.Guard, serve func(*http.Server, net.Listener)) error {
 	ln, err := net.Listen("tcp", f.cfg.Listen)
 	if err != nil {
 		plainLn.Close()
@@ -193,23 +151,23 @@ func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net
 	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil && port != "443" {
 		f.port = port
 	}
-	if err := f.certs.start(plainLn.Addr(), ln.Addr()); err != nil {
+	if err := f.src.Start(plainLn.Addr(), ln.Addr()); err != nil {
 		ln.Close()
 		plainLn.Close()
 		return err
 	}
 	tc := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: f.certs.getCertificate,
+		GetCertificate: f.src.GetCertificate,
 		// http.Server speaks HTTP/2 on connections that negotiated h2.
-		NextProtos: append([]string{"h2", "http/1.1"}, f.certs.alpn()...),
+		NextProtos: append([]string{"h2", "http/1.1"}, f.src.ALPN()...),
 	}
-	go serve(plain, guard.listener(plainLn))
-	go serve(f.srv, guard.tlsListener(tls.NewListener(ln, tc), f.srv.ReadHeaderTimeout))
-	if err := f.certs.ready(ctx); err != nil {
+	go serve(plain, guard.Listener(plainLn))
+	go serve(f.srv, guard.TLSListener(tls.NewListener(ln, tc), f.srv.ReadHeaderTimeout))
+	if err := f.src.Ready(ctx); err != nil {
 		plain.Close()
 		f.srv.Close()
-		f.certs.stop()
+		f.src.Stop()
 		return err
 	}
 	f.log.Info("https listener ready", "addr", ln.Addr().String())
@@ -239,7 +197,7 @@ func (f *tlsFrontend) shutdown(ctx context.Context) (wait func()) {
 			f.log.Warn("grace period over, closing remaining https connections", "error", err)
 			f.srv.Close()
 		}
-		f.certs.stop()
+		f.src.Stop()
 	}()
 	return func() { <-done }
 }

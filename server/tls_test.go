@@ -2,13 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,140 +11,22 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/goleak"
 
-	"sluice/clock"
 	"sluice/config"
+	"sluice/internal/testutil"
 )
 
-// testCert is a generated self-signed certificate (usable as its own root)
-// and its key, PEM-encoded.
-type testCert struct {
-	cert            *x509.Certificate
-	certPEM, keyPEM []byte
-}
+// logRecorder keeps what a server logged.
+type logRecorder = testutil.LogRecorder
 
-func newTestCert(t *testing.T, names ...string) testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: names[0]},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCert{
-		cert:    cert,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-}
-
-func (c testCert) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(c.cert)
-	return p
-}
-
-// install writes the pair to certFile and keyFile the way certificate
-// tools do: each to a temporary file renamed over the old one.
-func (c testCert) install(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	writeAtomic(t, certFile, c.certPEM)
-	writeAtomic(t, keyFile, c.keyPEM)
-}
-
-func writeAtomic(t *testing.T, name string, data []byte) {
-	t.Helper()
-	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// logRecorder is a slog.Handler that keeps every record's message and
-// attributes, so tests can check what was logged.
-type logRecorder struct {
-	mu      sync.Mutex // guards records
-	records []string   // "msg key=value ..."
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	l.mu.Lock()
-	l.records = append(l.records, b.String())
-	l.mu.Unlock()
-	return nil
-}
-
-// find returns the records containing every one of parts.
-func (l *logRecorder) find(parts ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, r := range l.records {
-		if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(r, p) }) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func (l *logRecorder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.records, "\n")
-}
+// syncBuffer is a log sink a test reads while the server writes to it.
+type syncBuffer = testutil.SyncBuffer
 
 // newServer builds (but does not start) a server logging to rec.
 func newServer(t *testing.T, yaml string, rec *logRecorder) (*Server, error) {
@@ -245,11 +122,11 @@ func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Respons
 
 // staticFiles writes a pair for localhost and 127.0.0.1 into a new
 // directory and returns it with the two paths.
-func staticFiles(t *testing.T) (testCert, string, string) {
+func staticFiles(t *testing.T) (testutil.Cert, string, string) {
 	dir := t.TempDir()
-	c := newTestCert(t, "localhost", "127.0.0.1")
+	c := testutil.NewCert(t, "localhost", "127.0.0.1")
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c.install(t, certFile, keyFile)
+	c.Install(t, certFile, keyFile)
 	return c, certFile, keyFile
 }
 
@@ -274,7 +151,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 			s.https.srv.ReadHeaderTimeout, s.https.srv.IdleTimeout, s.https.srv.MaxHeaderBytes)
 	}
 	for _, h1 := range []bool{false, true} {
-		resp, body := get(t, httpsClient(t, first.pool(), s.TLSAddr(), h1), "https://localhost/x?y=1")
+		resp, body := get(t, httpsClient(t, first.Pool(), s.TLSAddr(), h1), "https://localhost/x?y=1")
 		wantMajor := 2
 		if h1 {
 			wantMajor = 1
@@ -287,139 +164,36 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	if resp, body := get(t, http.DefaultClient, "http://"+s.ProxyAddr()+"/p"); resp.StatusCode != 200 || body != "proto=http path=/p" {
 		t.Errorf("plain listener: %d %q, want 200 proto=http", resp.StatusCode, body)
 	}
-	old := &tls.Config{RootCAs: first.pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11}
+	old := &tls.Config{RootCAs: first.Pool(), ServerName: "localhost", MaxVersion: tls.VersionTLS11}
 	if c, err := tls.Dial("tcp", s.TLSAddr(), old); err == nil {
 		c.Close()
 		t.Error("TLS 1.1 handshake succeeded; want TLS 1.2 minimum")
 	}
 
 	// A renewal: the files are replaced, new handshakes get the new pair.
-	second := newTestCert(t, "localhost", "127.0.0.1")
-	second.install(t, certFile, keyFile)
-	both := first.pool()
-	both.AddCert(second.cert)
+	second := testutil.NewCert(t, "localhost", "127.0.0.1")
+	second.Install(t, certFile, keyFile)
+	both := first.Pool()
+	both.AddCert(second.Cert)
 	waitFor(t, "the new certificate served", func() bool {
 		serial, err := peerSerial(t, s.TLSAddr(), "localhost", both)
-		return err == nil && serial.Cmp(second.cert.SerialNumber) == 0
+		return err == nil && serial.Cmp(second.Cert.SerialNumber) == 0
 	})
-	if len(rec.find("certificate reloaded", "localhost")) == 0 {
+	if len(rec.Find("certificate reloaded", "localhost")) == 0 {
 		t.Errorf("no reload logged:\n%s", rec)
 	}
-	if resp, _ := get(t, httpsClient(t, second.pool(), s.TLSAddr(), false), "https://localhost/"); resp.ProtoMajor != 2 {
+	if resp, _ := get(t, httpsClient(t, second.Pool(), s.TLSAddr(), false), "https://localhost/"); resp.ProtoMajor != 2 {
 		t.Errorf("after reload: %s, want HTTP/2", resp.Proto)
 	}
 
 	// A bad pair (the key of another certificate) is refused; the last
 	// good one keeps serving.
-	writeAtomic(t, keyFile, newTestCert(t, "localhost").keyPEM)
+	testutil.WriteAtomic(t, keyFile, testutil.NewCert(t, "localhost").KeyPEM)
 	waitFor(t, "the bad pair refused", func() bool {
-		return len(rec.find("certificate reload failed", "private key does not match")) > 0
+		return len(rec.Find("certificate reload failed", "private key does not match")) > 0
 	})
-	if serial, err := peerSerial(t, s.TLSAddr(), "localhost", both); err != nil || serial.Cmp(second.cert.SerialNumber) != 0 {
+	if serial, err := peerSerial(t, s.TLSAddr(), "localhost", both); err != nil || serial.Cmp(second.Cert.SerialNumber) != 0 {
 		t.Errorf("after a bad pair: serial %v err %v, want the previous certificate", serial, err)
-	}
-}
-
-// TestCertReloadDebounce drives the watcher by hand with a fake clock: a
-// burst of events is one reload, done once the files were quiet for the
-// debounce; events about other files in the directory do nothing.
-func TestCertReloadDebounce(t *testing.T) {
-	first, certFile, keyFile := staticFiles(t)
-	rec := &logRecorder{}
-	clk := clock.NewFake(time.Unix(1e9, 0))
-	c, err := newFileCerts(certFile, keyFile, slog.New(rec), clk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, errs := make(chan fsnotify.Event), make(chan error)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.watch(ctx, events, errs) }()
-	defer func() { cancel(); <-done }()
-	serving := func() *big.Int {
-		return c.cur.Load().cert.Leaf.SerialNumber
-	}
-	// events is unbuffered and watch handles one event at a time, so once
-	// a send returns, the event before it has been handled.
-	send := func(name string) { events <- fsnotify.Event{Name: name, Op: fsnotify.Create} }
-	other := filepath.Join(filepath.Dir(certFile), "unrelated.log")
-
-	second := newTestCert(t, "localhost")
-	writeAtomic(t, certFile, second.certPEM)
-	send(certFile)
-	clk.Advance(c.debounce / 2)
-	writeAtomic(t, keyFile, second.keyPEM)
-	send(keyFile) // resets the debounce
-	send(other)   // ignored; proves keyFile's event was handled
-	if n := clk.Timers(); n != 1 {
-		t.Fatalf("%d timers armed, want 1 (the burst's)", n)
-	}
-	clk.Advance(c.debounce / 2) // the first event's deadline: nothing happens
-	if serving().Cmp(first.cert.SerialNumber) != 0 {
-		t.Fatal("reloaded before the files were quiet for the debounce")
-	}
-	clk.Advance(c.debounce / 2)
-	waitFor(t, "reload", func() bool { return serving().Cmp(second.cert.SerialNumber) == 0 })
-
-	// A mismatched pair is logged and not served.
-	writeAtomic(t, keyFile, first.keyPEM)
-	send(keyFile)
-	send(other)
-	clk.Advance(c.debounce)
-	waitFor(t, "the bad pair refused", func() bool { return len(rec.find("certificate reload failed")) > 0 })
-	if serving().Cmp(second.cert.SerialNumber) != 0 {
-		t.Error("a mismatched pair replaced the good one")
-	}
-	if len(rec.find("certificate reloaded")) != 1 {
-		t.Errorf("want exactly one reload logged:\n%s", rec)
-	}
-}
-
-// TestStaticTLSErrors: a pair that cannot be served fails New with an
-// error naming the file, before anything listens.
-func TestStaticTLSErrors(t *testing.T) {
-	_, certFile, keyFile := staticFiles(t)
-	dir := filepath.Dir(certFile)
-	otherKey := filepath.Join(dir, "other-key.pem")
-	if err := os.WriteFile(otherKey, newTestCert(t, "localhost").keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	unreadable := filepath.Join(dir, "a-directory.pem") // unreadable even as root
-	if err := os.Mkdir(unreadable, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	notPEM := filepath.Join(dir, "not.pem")
-	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	missing := filepath.Join(dir, "missing-key.pem")
-	for _, tc := range []struct {
-		name, cert, key string
-		want            []string
-	}{
-		{"missing key file", certFile, missing, []string{"tls.key_file", missing, "no such file"}},
-		{"missing cert file", filepath.Join(dir, "nope.pem"), keyFile, []string{"tls.cert_file", "nope.pem", "no such file"}},
-		{"mismatched pair", certFile, otherKey, []string{certFile, otherKey, "private key does not match public key"}},
-		{"not PEM", notPEM, keyFile, []string{notPEM, "PEM"}},
-		{"unreadable key", certFile, unreadable, []string{"tls.key_file", unreadable, "is a directory"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := newServer(t, fmt.Sprintf(`
-server: {listen: "127.0.0.1:0"}
-tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q}
-admin: {listen: "127.0.0.1:0"}
-upstreams: [{name: u, targets: ["http://127.0.0.1:1"]}]
-routes: [{name: r, match: {path_prefix: /}, upstream: u}]
-`, tc.cert, tc.key), &logRecorder{})
-			if err == nil {
-				t.Fatal("New succeeded")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-		})
 	}
 }
 
@@ -499,8 +273,8 @@ routes:
 		proto int
 	}{
 		{"http/1.1", http.DefaultClient, "http://" + s.ProxyAddr() + "/", 1},
-		{"https http/1.1", httpsClient(t, cert.pool(), s.TLSAddr(), true), "https://localhost/", 1},
-		{"h2", httpsClient(t, cert.pool(), s.TLSAddr(), false), "https://localhost/", 2},
+		{"https http/1.1", httpsClient(t, cert.Pool(), s.TLSAddr(), true), "https://localhost/", 1},
+		{"h2", httpsClient(t, cert.Pool(), s.TLSAddr(), false), "https://localhost/", 2},
 	}
 	var refusals []answer
 	for _, c := range clients {

@@ -1,4 +1,4 @@
-package server
+package certs
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"sluice/config"
 )
 
-// acmeStartTimeout bounds how long Start waits for ACME certificates. A CA
+// acmeStartTimeout bounds how long Ready waits for ACME certificates. A CA
 // issues within seconds; the bound is for one that accepts connections but
 // never finishes an order.
 const acmeStartTimeout = 2 * time.Minute
@@ -29,30 +29,30 @@ const acmeStartTimeout = 2 * time.Minute
 // acmeCerts obtains and renews certificates for tls.acme.domains through
 // certmagic.
 //
-// Each Server has its own certmagic Cache and Config, never certmagic's
+// Each acmeCerts has its own certmagic Cache and Config, never certmagic's
 // package-level default, so several servers (tests) can share a process
-// and each stops its own maintenance goroutine on Shutdown. At Start,
+// and each stops its own maintenance goroutine in Stop. At Ready,
 // certificates already in storage are loaded and missing ones are ordered;
-// Start returns once every domain has an unexpired certificate. certmagic's
+// Ready returns once every domain has an unexpired certificate. certmagic's
 // maintenance renews them in the background; a failed renewal is logged
 // and retried while the current certificate keeps serving.
 //
-// certmagic is driven with ManageAsync, not ManageSync, and Start waits on
+// certmagic is driven with ManageAsync, not ManageSync, and Ready waits on
 // certmagic's events instead. ManageSync is made for a person at a
 // terminal: with no email configured it prompts on stdin (and writes a
 // package global), and it renews a stored certificate that is due in the
 // foreground, so a CA outage during a restart would stop sluice even
 // though it holds a certificate valid for weeks. Here the first failed
-// order for a domain that has no valid certificate fails Start with the
-// CA's reason, and stop cancels the order's retries.
+// order for a domain that has no valid certificate fails Ready with the
+// CA's reason, and Stop cancels the order's retries.
 type acmeCerts struct {
 	cfg     *config.ACME
 	domains []string // cfg.Domains as certmagic names them
 	log     *slog.Logger
 	roots   *x509.CertPool // tls.acme.ca_root; nil = the system roots
-	timeout time.Duration  // bound on ready
+	timeout time.Duration  // bound on Ready
 
-	// Set by start, before anything serves.
+	// Set by Start, before anything serves.
 	cache  *certmagic.Cache
 	magic  *certmagic.Config
 	issuer *certmagic.ACMEIssuer
@@ -60,10 +60,10 @@ type acmeCerts struct {
 	cancel context.CancelFunc // ends them
 
 	mu       sync.Mutex       // guards starting, failed, obtained
-	starting bool             // ready is waiting
+	starting bool             // Ready is waiting
 	failed   map[string]error // first failure per domain while starting
 	obtained map[string]bool  // domains issued a certificate while starting
-	changed  chan struct{}    // cap 1: an event arrived, ready looks again
+	changed  chan struct{}    // cap 1: an event arrived, Ready looks again
 
 	stopOnce sync.Once
 }
@@ -90,9 +90,9 @@ func newACMECerts(cfg *config.ACME, log *slog.Logger) (*acmeCerts, error) {
 	return a, nil
 }
 
-// start sets up certmagic for listeners bound at plain and tlsAddr; it
-// orders nothing yet (that is ready's job, once they serve).
-func (a *acmeCerts) start(plain, tlsAddr net.Addr) error {
+// Start sets up certmagic for listeners bound at plain and tlsAddr; it
+// orders nothing yet (that is Ready's job, once they serve).
+func (a *acmeCerts) Start(plain, tlsAddr net.Addr) error {
 	if err := checkWritable(a.cfg.Storage); err != nil {
 		return fmt.Errorf("tls.acme.storage: %w", err)
 	}
@@ -125,7 +125,7 @@ func (a *acmeCerts) start(plain, tlsAddr net.Addr) error {
 		// The challenges are answered by sluice's own listeners. certmagic
 		// tries to bind ListenHost:port for a solver server, finds the
 		// address taken and, as documented, assumes the listener there
-		// answers: plainHandler for HTTP-01, getCertificate for TLS-ALPN-01.
+		// answers: its HTTP-01 requests reach ServeChallenge,, GetCertificate for TLS-ALPN-01.
 		ListenHost:     host,
 		AltHTTPPort:    httpPort,
 		AltTLSALPNPort: tlsPort,
@@ -160,10 +160,10 @@ func checkWritable(dir string) error {
 	return os.Remove(f.Name())
 }
 
-// ready waits until every domain has an unexpired certificate in the
+// Ready waits until every domain has an unexpired certificate in the
 // cache: loaded from storage, or ordered from the CA while both listeners
 // answer its challenges.
-func (a *acmeCerts) ready(ctx context.Context) error {
+func (a *acmeCerts) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	a.mu.Lock()
@@ -224,7 +224,7 @@ func (a *acmeCerts) servable(name string) bool {
 }
 
 // onEvent logs certmagic's certificate events, one line each, and tells a
-// waiting ready. certmagic calls it synchronously, so it only logs and
+// waiting Ready. certmagic calls it synchronously, so it only logs and
 // signals.
 func (a *acmeCerts) onEvent(_ context.Context, event string, data map[string]any) error {
 	domain, _ := data["identifier"].(string)
@@ -260,7 +260,7 @@ func (a *acmeCerts) onEvent(_ context.Context, event string, data map[string]any
 	return nil
 }
 
-// note records an event for ready and wakes it.
+// note records an event for Ready and wakes it.
 func (a *acmeCerts) note(domain string, err error, obtained bool) {
 	a.mu.Lock()
 	if a.starting && domain != "" {
@@ -274,25 +274,25 @@ func (a *acmeCerts) note(domain string, err error, obtained bool) {
 	a.mu.Unlock()
 	select {
 	case a.changed <- struct{}{}:
-	default: // ready has a wake-up pending already
+	default: // Ready has a wake-up pending already
 	}
 }
 
-func (a *acmeCerts) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (a *acmeCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return a.magic.GetCertificate(hello)
 }
 
-// alpn adds TLS-ALPN-01's protocol (RFC 8737): certmagic's GetCertificate
+// ALPN adds TLS-ALPN-01's protocol (RFC 8737): certmagic's GetCertificate
 // answers a hello offering only it with the challenge certificate.
-func (a *acmeCerts) alpn() []string { return []string{"acme-tls/1"} }
+func (a *acmeCerts) ALPN() []string { return []string{"acme-tls/1"} }
 
-func (a *acmeCerts) serveChallenge(w http.ResponseWriter, r *http.Request) bool {
+func (a *acmeCerts) ServeChallenge(w http.ResponseWriter, r *http.Request) bool {
 	return a.issuer.HandleHTTPChallenge(w, r)
 }
 
-// stop cancels pending orders and stops certmagic's maintenance goroutine,
+// Stop cancels pending orders and stops certmagic's maintenance goroutine,
 // waiting for it.
-func (a *acmeCerts) stop() {
+func (a *acmeCerts) Stop() {
 	a.stopOnce.Do(func() {
 		if a.cancel != nil {
 			a.cancel()

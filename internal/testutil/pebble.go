@@ -1,4 +1,4 @@
-package server
+package testutil
 
 import (
 	"context"
@@ -15,39 +15,33 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"sluice/internal/testutil"
 )
 
-// A real ACME server for the automatic-HTTPS tests: Debian's pebble (and
-// pebble-challtestsrv as its DNS), started by the test on loopback.
-
-// pebble is a running Pebble ACME server.
-type pebble struct {
-	dirURL string         // ACME directory
-	caRoot string         // PEM of pebble's own HTTPS certificate: sluice's tls.acme.ca_root
-	roots  *x509.CertPool // pebble's issuing root (/roots/0): what sluice's clients trust
+// Pebble is a running Pebble ACME server (Debian's pebble), started by
+// a test on loopback: a real ACME CA for the automatic-HTTPS tests.
+type Pebble struct {
+	DirURL string         // ACME directory
+	CARoot string         // PEM file of pebble's own HTTPS certificate: sluice's tls.acme.ca_root
+	Roots  *x509.CertPool // pebble's issuing root (/roots/0): what sluice's clients trust
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	Out    *SyncBuffer // pebble's output, for failure messages
 	exited chan struct{}
 }
 
-type pebbleOptions struct {
-	// httpPort and tlsPort are where pebble validates HTTP-01 and
+// PebbleOptions configure StartPebble.
+type PebbleOptions struct {
+	// HTTPPort and TLSPort are where pebble validates HTTP-01 and
 	// TLS-ALPN-01: sluice's plain and TLS listeners.
-	httpPort, tlsPort int
-	// alwaysValid skips validation (PEBBLE_VA_ALWAYS_VALID).
-	alwaysValid bool
-	// dnsServer, if set, is the DNS server pebble resolves names with.
-	dnsServer string
+	HTTPPort, TLSPort int
+	// AlwaysValid skips validation (PEBBLE_VA_ALWAYS_VALID).
+	AlwaysValid bool
+	// DNSServer, if set, is the DNS server pebble resolves names with.
+	DNSServer string
 }
 
-// syncBuffer collects a child process's output for failure messages.
-type syncBuffer = testutil.SyncBuffer
-
-// freePort returns a loopback TCP port nothing listens on right now, for
+// FreePort returns a loopback TCP port nothing listens on right now, for
 // the listeners pebble must be told about before they exist.
-func freePort(t *testing.T) int {
+func FreePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,7 +53,7 @@ func freePort(t *testing.T) int {
 
 // startProcess runs a test's helper process until the test ends, and
 // returns a channel closed when it exits.
-func startProcess(t *testing.T, cmd *exec.Cmd, out *syncBuffer) chan struct{} {
+func startProcess(t *testing.T, cmd *exec.Cmd, out *SyncBuffer) chan struct{} {
 	t.Helper()
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -74,25 +68,25 @@ func startProcess(t *testing.T, cmd *exec.Cmd, out *syncBuffer) chan struct{} {
 	return exited
 }
 
-// startPebble starts pebble with a generated HTTPS certificate on free
+// StartPebble starts pebble with a generated HTTPS certificate on free
 // loopback ports, waits for its directory, and fetches its issuing root.
-func startPebble(t *testing.T, o pebbleOptions) *pebble {
+func StartPebble(t *testing.T, o PebbleOptions) *Pebble {
 	t.Helper()
-	bin := needTool(t, "pebble")
+	bin := NeedTool(t, "pebble")
 	dir := t.TempDir()
-	listener := newTestCert(t, "127.0.0.1", "localhost")
-	p := &pebble{caRoot: filepath.Join(dir, "pebble-https.pem"), out: &syncBuffer{}}
+	listener := NewCert(t, "127.0.0.1", "localhost")
+	p := &Pebble{CARoot: filepath.Join(dir, "pebble-https.pem"), Out: &SyncBuffer{}}
 	keyFile := filepath.Join(dir, "pebble-https.key")
-	listener.install(t, p.caRoot, keyFile)
-	acmeAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	mgmtAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	listener.Install(t, p.CARoot, keyFile)
+	acmeAddr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	mgmtAddr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
 	conf, err := json.Marshal(map[string]any{"pebble": map[string]any{
 		"listenAddress":           acmeAddr,
 		"managementListenAddress": mgmtAddr,
-		"certificate":             p.caRoot,
+		"certificate":             p.CARoot,
 		"privateKey":              keyFile,
-		"httpPort":                o.httpPort,
-		"tlsPort":                 o.tlsPort,
+		"httpPort":                o.HTTPPort,
+		"tlsPort":                 o.TLSPort,
 		"ocspResponderURL":        "",
 	}})
 	if err != nil {
@@ -103,8 +97,8 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 		t.Fatal(err)
 	}
 	args := []string{"-config", confFile, "-strict=false"}
-	if o.dnsServer != "" {
-		args = append(args, "-dnsserver", o.dnsServer)
+	if o.DNSServer != "" {
+		args = append(args, "-dnsserver", o.DNSServer)
 	}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(),
@@ -112,17 +106,17 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 		"PEBBLE_WFE_NONCEREJECT=0", // no deliberately rejected nonces
 		"PEBBLE_AUTHZREUSE=0",      // every order validates afresh
 	)
-	if o.alwaysValid {
+	if o.AlwaysValid {
 		p.cmd.Env = append(p.cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
 	}
-	p.exited = startProcess(t, p.cmd, p.out)
+	p.exited = startProcess(t, p.cmd, p.Out)
 
 	// pebble's own HTTPS certificate is the generated one.
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: listener.pool()}}, Timeout: 5 * time.Second}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: listener.Pool()}}, Timeout: 5 * time.Second}
 	t.Cleanup(c.CloseIdleConnections)
-	p.dirURL = "https://" + acmeAddr + "/dir"
+	p.DirURL = "https://" + acmeAddr + "/dir"
 	p.waitUp(t, func() bool {
-		resp, err := c.Get(p.dirURL)
+		resp, err := c.Get(p.DirURL)
 		if err != nil {
 			return false
 		}
@@ -135,49 +129,49 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 	}
 	root, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	p.roots = x509.NewCertPool()
-	if resp.StatusCode != 200 || !p.roots.AppendCertsFromPEM(root) {
+	p.Roots = x509.NewCertPool()
+	if resp.StatusCode != 200 || !p.Roots.AppendCertsFromPEM(root) {
 		t.Fatalf("pebble /roots/0: %d %q", resp.StatusCode, root)
 	}
 	return p
 }
 
 // waitUp waits until up reports true, failing at once if pebble exits.
-func (p *pebble) waitUp(t *testing.T, up func() bool) {
+func (p *Pebble) waitUp(t *testing.T, up func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !up() {
 		select {
 		case <-p.exited:
-			t.Fatalf("pebble exited:\n%s", p.out)
+			t.Fatalf("pebble exited:\n%s", p.Out)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pebble did not come up:\n%s", p.out)
+			t.Fatalf("pebble did not come up:\n%s", p.Out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-// stop ends pebble, so nothing can be ordered from it any more.
-func (p *pebble) stop() {
+// Stop ends pebble, so nothing can be ordered from it any more.
+func (p *Pebble) Stop() {
 	p.cmd.Process.Kill()
 	<-p.exited
 }
 
-// startChallTestSrv runs pebble-challtestsrv as a DNS server on a free
+// StartChallTestSrv runs pebble-challtestsrv as a DNS server on a free
 // loopback port that answers every A query with 127.0.0.1 and no AAAA
 // (pebble dials the first address it resolves, IPv6 first), with its own
 // challenge servers off. It returns the DNS address.
-func startChallTestSrv(t *testing.T) string {
+func StartChallTestSrv(t *testing.T) string {
 	t.Helper()
-	bin := needTool(t, "pebble-challtestsrv")
-	dnsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	out := &syncBuffer{}
+	bin := NeedTool(t, "pebble-challtestsrv")
+	dnsAddr := "127.0.0.1:" + strconv.Itoa(FreePort(t))
+	out := &SyncBuffer{}
 	exited := startProcess(t, exec.Command(bin,
 		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
 		"-dns01", dnsAddr, "-http01", "", "-https01", "", "-tlsalpn01", "",
-		"-management", "127.0.0.1:"+strconv.Itoa(freePort(t))), out)
+		"-management", "127.0.0.1:"+strconv.Itoa(FreePort(t))), out)
 	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "udp", dnsAddr)
@@ -200,4 +194,19 @@ func startChallTestSrv(t *testing.T) string {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// NeedTool returns the path of an external tool the test drives. Without it
+// the test is skipped on a developer's machine, but fails under CI, where
+// `make test` must have installed it.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s not installed: `make test` installs it (scripts/install-test-deps.sh)", name)
+		}
+		t.Skipf("%s not installed; run `make test` to install it", name)
+	}
+	return path
 }

@@ -1,4 +1,4 @@
-package server
+package certs
 
 import (
 	"bytes"
@@ -48,9 +48,9 @@ type fileCerts struct {
 	clk               clock.Clock
 	debounce          time.Duration
 
-	cur atomic.Pointer[keyPair] // served by getCertificate, swapped by reload
+	cur atomic.Pointer[keyPair] // served by GetCertificate, swapped by reload
 
-	cancel   context.CancelFunc // stops the watcher; nil until start
+	cancel   context.CancelFunc // stops the watcher; nil until Start
 	done     chan struct{}      // closed when the watcher has stopped
 	stopOnce sync.Once
 }
@@ -98,17 +98,17 @@ func loadKeyPair(certFile, keyFile string) (*keyPair, error) {
 	return &keyPair{cert: &cert, certPEM: certPEM, keyPEM: keyPEM}, nil
 }
 
-func (c *fileCerts) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (c *fileCerts) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return c.cur.Load().cert, nil
 }
 
-func (c *fileCerts) alpn() []string                                         { return nil }
-func (c *fileCerts) serveChallenge(http.ResponseWriter, *http.Request) bool { return false }
-func (c *fileCerts) ready(context.Context) error                            { return nil }
+func (c *fileCerts) ALPN() []string                                         { return nil }
+func (c *fileCerts) ServeChallenge(http.ResponseWriter, *http.Request) bool { return false }
+func (c *fileCerts) Ready(context.Context) error                            { return nil }
 
-// start watches the files' directories. If they cannot be watched the pair
+// Start watches the files' directories. If they cannot be watched the pair
 // is still served, without reloads, and the log says so.
-func (c *fileCerts) start(net.Addr, net.Addr) error {
+func (c *fileCerts) Start(net.Addr, net.Addr) error {
 	w, err := fsnotify.NewWatcher()
 	if err == nil {
 		for _, dir := range uniqueDirs(c.certFile, c.keyFile) {
@@ -220,8 +220,8 @@ func certNames(leaf *x509.Certificate) []string {
 	return names
 }
 
-// stop ends the watcher and waits for it.
-func (c *fileCerts) stop() {
+// Stop ends the watcher and waits for it.
+func (c *fileCerts) Stop() {
 	c.stopOnce.Do(func() {
 		if c.cancel != nil {
 			c.cancel()

@@ -1,70 +1,52 @@
-package server
+package framing
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
-	"time"
 )
 
-// HTTP/1 message framing guard.
-//
-// A request with both Content-Length and Transfer-Encoding is the classic
-// request-smuggling vector (RFC 9112 §6.1, §11.2): two parties that frame
-// it differently disagree on where the next request starts. net/http frames
-// such a request by Transfer-Encoding and deletes Content-Length before any
-// handler sees it, so the handler cannot refuse it. The guard sits between
-// the connection and net/http: it follows the framing of each request on an
-// HTTP/1 connection (request line, header block, Content-Length body) and,
-// at a request that carries both headers, hands net/http a malformed
-// request line in its place and then end of stream. net/http answers that
-// with 400 Bad Request and closes the connection; the requests before it on
-// the connection are answered as usual, nothing after it is read.
-//
-// The guard holds back the bytes of a header block until the block is
-// complete, so net/http never sees part of a request the guard has not
-// judged; body bytes pass as they come. It stops following (passes
-// everything) after a request with Transfer-Encoding, since sluice closes
-// the connection after a chunked HTTP/1 request anyway (and net/http
-// refuses other transfer codings); after an Upgrade request, since the
-// bytes that follow a 101 are another protocol (the handler closes the
-// connection when the upgrade is refused: see upgradeCloser); at an HTTP/2
-// preface; and at a header block longer than net/http accepts, which it
-// refuses with 431.
-
-// framingPoison is what net/http reads in place of a conflicting request:
+// poison is what net/http reads in place of a conflicting request:
 // a request line without method, target and version, which it answers
 // with 400 Bad Request and a close.
-const framingPoison = "Content-Length-with-Transfer-Encoding\r\n\r\n"
+const poison = "Content-Length-with-Transfer-Encoding\r\n\r\n"
 
-// framingGuard wraps listeners with the guard and counts what it refused.
-type framingGuard struct {
+// Guard wraps a net/http server's listeners so that every HTTP/1
+// connection is guarded (see the package documentation), and counts the
+// requests it refused.
+type Guard struct {
 	maxHead  int // longest header block followed; net/http refuses longer ones
 	rejected atomic.Uint64
 	onReject func(remote net.Addr) // logs a refusal; may be nil
 }
 
-func newFramingGuard(maxHeaderBytes int, onReject func(net.Addr)) *framingGuard {
+// NewGuard returns a guard for a server with the given MaxHeaderBytes (0:
+// net/http's default). onReject, if not nil, is called with the client's
+// address at each request refused for carrying both Content-Length and
+// Transfer-Encoding; it runs on the connection's read path, so it must be
+// quick (a log line).
+func NewGuard(maxHeaderBytes int, onReject func(remote net.Addr)) *Guard {
 	if maxHeaderBytes <= 0 {
 		maxHeaderBytes = http.DefaultMaxHeaderBytes
 	}
 	// net/http reads up to MaxHeaderBytes plus 4096 bytes of slack.
-	return &framingGuard{maxHead: maxHeaderBytes + 4096, onReject: onReject}
+	return &Guard{maxHead: maxHeaderBytes + 4096, onReject: onReject}
 }
 
-// listener wraps ln (plain TCP) so that every connection is guarded.
-func (g *framingGuard) listener(ln net.Listener) net.Listener { return &guardedListener{ln, g} }
+// Rejected is the number of requests refused so far for carrying both
+// Content-Length and Transfer-Encoding.
+func (g *Guard) Rejected() uint64 { return g.rejected.Load() }
+
+// Listener wraps ln, a plain TCP listener, so that every connection it
+// accepts is guarded.
+func (g *Guard) Listener(ln net.Listener) net.Listener { return &guardedListener{ln, g} }
 
 type guardedListener struct {
 	net.Listener
-	g *framingGuard
+	g *Guard
 }
 
 func (l *guardedListener) Accept() (net.Conn, error) {
@@ -75,7 +57,7 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 	return l.g.wrap(c), nil
 }
 
-func (g *framingGuard) wrap(c net.Conn) *guardedConn {
+func (g *Guard) wrap(c net.Conn) *guardedConn {
 	return &guardedConn{Conn: c, g: g, buf: make([]byte, 0, 4096)}
 }
 
@@ -94,7 +76,7 @@ const (
 // read runs only between requests), so Read needs no lock.
 type guardedConn struct {
 	net.Conn
-	g *framingGuard
+	g *Guard
 
 	buf   []byte // read from Conn, not yet handed out: buf[off:]
 	off   int
@@ -102,6 +84,21 @@ type guardedConn struct {
 	state guardState
 	body  int64 // inBody: body bytes still to pass
 	err   error // from Conn, returned once what may be handed out is
+
+	// seen tells Write (which may run alongside Read: net/http's
+	// background read) what Read found: seenPoison, seenUpgrade.
+	seen atomic.Uint32
+}
+
+// CloseWrite half-closes the connection, as net/http does on a bare TCP
+// connection before it closes one with unread input (after a 431, or a
+// request body it did not read): the client then reads the answer before
+// the close resets the connection.
+func (c *guardedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // guardedTLSConn is a guarded TLS connection. Its ConnectionState makes
@@ -237,15 +234,19 @@ func (c *guardedConn) judge(head []byte) {
 	switch {
 	case f.te && f.cl:
 		// Replace the block and everything after it with the poison.
-		c.buf = append(c.buf[:c.clear], framingPoison...)
+		c.buf = append(c.buf[:c.clear], poison...)
 		c.clear = len(c.buf)
 		c.state = poisoned
+		c.seen.Or(seenPoison)
 		c.g.rejected.Add(1)
 		if c.g.onReject != nil {
 			c.g.onReject(c.RemoteAddr())
 		}
 		return
-	case f.te, f.upgrade, f.h2, f.badCL:
+	case f.upgrade:
+		c.state = passing
+		c.seen.Or(seenUpgrade)
+	case f.te, f.h2, f.badCL:
 		c.state = passing
 	case f.length > 0:
 		c.state, c.body = inBody, f.length
@@ -309,145 +310,3 @@ func scanHead(head []byte) headFacts {
 	}
 	return f
 }
-
-// upgradeCloser closes the connection after the response to an HTTP/1
-// Upgrade request that was not switched (anything but 101): the framing
-// guard stopped following that connection at the Upgrade request.
-type upgradeCloser struct {
-	http.ResponseWriter
-	wrote bool
-}
-
-func (u *upgradeCloser) WriteHeader(code int) {
-	if !u.wrote && code != http.StatusSwitchingProtocols && code >= 200 {
-		u.wrote = true
-		u.Header().Set("Connection", "close")
-	}
-	u.ResponseWriter.WriteHeader(code)
-}
-
-func (u *upgradeCloser) Write(b []byte) (int, error) {
-	if !u.wrote {
-		u.WriteHeader(http.StatusOK)
-	}
-	return u.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController (ReverseProxy's way to flush and to
-// hijack for a 101) reach the connection.
-func (u *upgradeCloser) Unwrap() http.ResponseWriter { return u.ResponseWriter }
-
-func (u *upgradeCloser) Flush() { http.NewResponseController(u.ResponseWriter).Flush() }
-
-func (u *upgradeCloser) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(u.ResponseWriter).Hijack()
-}
-
-// closeRefusedUpgrades wraps h so that an HTTP/1 Upgrade request that is
-// not switched closes its connection.
-func closeRefusedUpgrades(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" {
-			w = &upgradeCloser{ResponseWriter: w}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// tlsSplitListener completes each TLS handshake off the accept loop and
-// hands net/http the *tls.Conn as it is when the client chose HTTP/2 (or
-// another ALPN protocol: net/http needs the *tls.Conn for those), and a
-// guarded connection for HTTP/1.
-type tlsSplitListener struct {
-	inner   net.Listener // a tls.NewListener
-	g       *framingGuard
-	timeout time.Duration // per handshake
-
-	conns  chan net.Conn
-	ctx    context.Context // canceled by Close: handshakes under way end
-	cancel context.CancelFunc
-
-	mu  sync.Mutex // guards err
-	err error      // why the accept loop ended
-}
-
-var (
-	_ net.Listener = (*tlsSplitListener)(nil)
-	_ net.Listener = (*guardedListener)(nil)
-	_ net.Conn     = (*guardedConn)(nil)
-)
-
-func (g *framingGuard) tlsListener(inner net.Listener, handshakeTimeout time.Duration) net.Listener {
-	if handshakeTimeout <= 0 {
-		handshakeTimeout = 10 * time.Second
-	}
-	l := &tlsSplitListener{inner: inner, g: g, timeout: handshakeTimeout, conns: make(chan net.Conn)}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	go l.acceptLoop()
-	return l
-}
-
-func (l *tlsSplitListener) acceptLoop() {
-	var backoff time.Duration
-	for {
-		c, err := l.inner.Accept()
-		if err == nil {
-			backoff = 0
-			go l.handshake(c.(*tls.Conn))
-			continue
-		}
-		if errors.Is(err, net.ErrClosed) || l.ctx.Err() != nil {
-			l.mu.Lock()
-			l.err = err
-			l.mu.Unlock()
-			l.cancel()
-			return
-		}
-		// Out of file descriptors and the like: retry as net/http does.
-		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-		select {
-		case <-time.After(backoff):
-		case <-l.ctx.Done():
-		}
-	}
-}
-
-func (l *tlsSplitListener) handshake(tc *tls.Conn) {
-	ctx, cancel := context.WithTimeout(l.ctx, l.timeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
-	var c net.Conn = tc
-	// A failed handshake goes to net/http as it is: Handshake returns the
-	// same error there, and net/http answers a plaintext request with 400.
-	if p := tc.ConnectionState().NegotiatedProtocol; err == nil && (p == "" || p == "http/1.1") {
-		c = guardedTLSConn{l.g.wrap(tc), tc}
-	}
-	select {
-	case l.conns <- c:
-	case <-l.ctx.Done():
-		c.Close()
-	}
-}
-
-func (l *tlsSplitListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.ctx.Done():
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.err != nil && !errors.Is(l.err, net.ErrClosed) {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting; handshakes under way end with their connections
-// closed.
-func (l *tlsSplitListener) Close() error {
-	l.cancel()
-	return l.inner.Close()
-}
-
-func (l *tlsSplitListener) Addr() net.Addr { return l.inner.Addr() }
