@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"sluice/admission"
+	"sluice/proxy/internal/routing"
 )
 
 const (
@@ -150,3 +151,18 @@ func writeProblem(w http.ResponseWriter, status int, rt *Route, reason string, r
 	*bp = b
 	bodyPool.Put(bp)
 }
+
+// WriteError answers w with status and an RFC 9457 problem body naming no
+// route, for the answers the server writes around the proxy (a listener
+// still waiting for its certificates, an HTTPS redirect with no host to
+// send the client to), so that every error sluice writes has one form.
+// detail is written as is: a constant without characters to escape.
+func WriteError(w http.ResponseWriter, status int, detail string) {
+	writeProblem(w, status, nil, "", 0, detail)
+}
+
+// CheckHost returns nil when a request's Host (host[:port]) names a host a
+// route can be meant for, else an error whose message is written for the
+// client; the proxy refuses such a request with 400 before routing. The
+// rules are routing.CheckHost's.
+func CheckHost(hostport string) error { return routing.CheckHost(hostport) }

@@ -27,6 +27,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/framing"
+	"sluice/proxy"
 )
 
 // tlsFrontend is the HTTPS side of a Server.
@@ -113,22 +114,30 @@ func (f *tlsFrontend) gate(next http.Handler) http.Handler {
 
 // starting answers requests that arrive while certificates are obtained.
 func starting(w http.ResponseWriter) {
-	http.Error(w, "sluice is starting", http.StatusServiceUnavailable)
+	proxy.WriteError(w, http.StatusServiceUnavailable, "sluice is starting: its certificates are being obtained")
 }
 
 // redirect answers 308 (RFC 9110 §15.4.9: the method and body are kept) to
 // the same host, path and query on the TLS listener.
+//
+// The Host is checked as the proxy checks it before routing: Location is
+// built from it, so a Host that is not a host would send the client to a
+// URL of the client's own making.
 func (f *tlsFrontend) redirect(w http.ResponseWriter, r *http.Request) {
+	if r.Host == "" {
+		// HTTP/1.0 without Host: there is nowhere to send the client.
+		proxy.WriteError(w, http.StatusBadRequest, "the request has no Host header to redirect to")
+		return
+	}
+	if err := proxy.CheckHost(r.Host); err != nil {
+		proxy.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if host == "" {
-		// HTTP/1.0 without Host: there is nowhere to send the client.
-		http.Error(w, "missing Host header", http.StatusBadRequest)
-		return
-	}
 	if f.port != "" {
 		host = net.JoinHostPort(host, f.port)
 	} else if strings.Contains(host, ":") {

@@ -229,6 +229,25 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 			t.Errorf("POST http://%s%s: %d Location %q, want 308 %q", tc.host, tc.path, resp.StatusCode, resp.Header.Get("Location"), tc.want)
 		}
 	}
+	// Location is built from the Host, so one that is not a host, or none
+	// (HTTP/1.0), is refused with a problem body instead of redirected.
+	for _, raw := range []string{
+		"GET / HTTP/1.1\r\nHost: [::1\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: evil.example%2F@x\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a..b\r\nConnection: close\r\n\r\n",
+		"GET / HTTP/1.0\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", s.ProxyAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := testutil.RawExchange(t, c, raw)
+		c.Close()
+		if len(got) != 1 || got[0].StatusCode != http.StatusBadRequest || got[0].Header.Get("Location") != "" ||
+			got[0].Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%q: got %d answers, first %+v; want one 400 problem+json without Location", raw, len(got), got)
+		}
+	}
 	// A challenge path is not redirected: without ACME here, it is proxied.
 	resp, body := get(t, noFollow, "http://"+s.ProxyAddr()+"/.well-known/acme-challenge/tok3n")
 	if resp.StatusCode != 200 || body != "proto=http path=/.well-known/acme-challenge/tok3n" {
