@@ -30,7 +30,7 @@ import (
 var layers = [][]string{
 	// Leaves: time, configuration, the adaptive-limit algorithms, and
 	// the helpers only tests import.
-	{"clock", "config", "adaptive", "internal/testutil", "internal/otlptest"},
+	{"clock", "config", "adaptive", "internal/testutil", "internal/datadriven", "internal/otlptest"},
 	// Mechanisms: each knows its own model and the clock, no HTTP.
 	{"bulkhead", "breaker", "monitor", "telemetry"},
 	// Admission composes the mechanisms into one decision per request.
@@ -50,7 +50,7 @@ var layers = [][]string{
 }
 
 // testOnly packages are imported by tests, never by the code they test.
-var testOnly = []string{"internal/testutil", "internal/otlptest"}
+var testOnly = []string{"internal/testutil", "internal/datadriven", "internal/otlptest"}
 
 type pkg struct {
 	ImportPath string
