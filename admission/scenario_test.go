@@ -2,11 +2,9 @@ package admission
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,14 +15,13 @@ import (
 	"sluice/breaker"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/internal/datadriven"
 )
 
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/*.txt")
-
-// TestScenarios runs the data-driven scenarios in testdata, in the manner of
-// CockroachDB's testdata/work_queue. Each block is a command, a "----" line
-// and the expected output, ended by a blank line; lines starting with #
-// between blocks are comments. Run with -update to rewrite the expected
+// TestScenarios runs the data-driven scenarios in testdata/*.txt, files
+// in internal/datadriven's format (CockroachDB's testdata/work_queue):
+// blocks of a command, "----" and the expected output. Run
+// `go test ./admission -run TestScenarios -update` to rewrite the expected
 // output from what the code does.
 //
 // Commands (every one settles before printing: each Admit it ends has
@@ -56,83 +53,11 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // Decision.RetryAfter itself. A route with a rate limit prints the bucket's
 // remaining and reset with every decision.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenario files in testdata")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runScenarioFile(t, file)
-		})
-	}
-}
-
-// scenarioItem is a verbatim line (comment or blank) or a command block.
-type scenarioItem struct {
-	verbatim string
-	cmd      string
-	want     []string
-	line     int
-	isCmd    bool
-}
-
-func parseScenario(t *testing.T, file string) []scenarioItem {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	var items []scenarioItem
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			items = append(items, scenarioItem{verbatim: l})
-			continue
-		}
-		it := scenarioItem{cmd: l, line: i + 1, isCmd: true}
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command %q not followed by ----", file, i+1, l)
-		}
-		i += 2
-		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
-			it.want = append(it.want, lines[i])
-		}
-		i-- // the blank line, if any, is kept verbatim
-		items = append(items, it)
-	}
-	return items
-}
-
-func runScenarioFile(t *testing.T, file string) {
-	items := parseScenario(t, file)
-	h := &harness{t: t}
-	defer h.cleanup()
-	var out strings.Builder
-	for i := range items {
-		it := &items[i]
-		if !it.isCmd {
-			out.WriteString(it.verbatim + "\n")
-			continue
-		}
-		got := h.run(fmt.Sprintf("%s:%d", file, it.line), it.cmd)
-		if !*update && !slices.Equal(got, it.want) {
-			t.Errorf("%s:%d: %s\n got:\n\t%s\nwant:\n\t%s", file, it.line, it.cmd,
-				strings.Join(got, "\n\t"), strings.Join(it.want, "\n\t"))
-		}
-		out.WriteString(it.cmd + "\n----\n")
-		for _, l := range got {
-			out.WriteString(l + "\n")
-		}
-	}
-	if *update {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.RunFiles(t, filepath.Join("testdata", "*.txt"), func(t *testing.T) datadriven.Runner {
+		h := &harness{t: t}
+		t.Cleanup(h.cleanup)
+		return h
+	})
 }
 
 // armClock is a fake clock that tells the harness when a timer is armed
@@ -194,22 +119,15 @@ func (h *harness) cleanup() {
 	}
 }
 
-func (h *harness) run(where, line string) (out []string) {
+// Run runs one command of a scenario file; where is its FILE:LINE.
+func (h *harness) Run(where, line string) (out []string) {
 	h.t.Helper()
-	fields := strings.Fields(line)
-	cmd, args := fields[0], map[string]string{}
-	var pos []string
-	for _, f := range fields[1:] {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, f)
-		}
-	}
+	args := datadriven.ParseArgs(h.t, where, line)
+	cmd := args.Cmd
 	get := func() *adm {
-		a := h.adms[args["id"]]
+		a := h.adms[args.Get("id")]
 		if a == nil {
-			h.t.Fatalf("%s: unknown id %q", where, args["id"])
+			h.t.Fatalf("%s: unknown id %q", where, args.Get("id"))
 		}
 		return a
 	}
@@ -218,7 +136,7 @@ func (h *harness) run(where, line string) (out []string) {
 	}
 	switch cmd {
 	case "route":
-		rc, bc, err := parseRoute(fields[1:])
+		rc, bc, err := parseRoute(args.Fields)
 		if err != nil {
 			return strings.Split(err.Error(), "\n")
 		}
@@ -234,7 +152,7 @@ func (h *harness) run(where, line string) (out []string) {
 		h.results = make(chan admResult)
 		return describeRoute(rc, bc)
 	case "admit":
-		id := args["id"]
+		id := args.Get("id")
 		if id == "" || h.adms[id] != nil {
 			h.t.Fatalf("%s: id %q missing or reused", where, id)
 		}
@@ -243,7 +161,7 @@ func (h *harness) run(where, line string) (out []string) {
 		h.order = append(h.order, a)
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = "192.0.2.1:40000"
-		if k, ok := args["key"]; ok {
+		if k, ok := args.Lookup("key"); ok {
 			if net.ParseIP(k) != nil {
 				r.RemoteAddr = net.JoinHostPort(k, "40000")
 			}
@@ -251,7 +169,7 @@ func (h *harness) run(where, line string) (out []string) {
 				r.Header.Set(hdr, k)
 			}
 		}
-		if v, ok := args["xff"]; ok {
+		if v, ok := args.Lookup("xff"); ok {
 			r.Header.Set("X-Forwarded-For", v)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -280,8 +198,8 @@ func (h *harness) run(where, line string) (out []string) {
 			h.t.Fatalf("%s: %s is not admitted and unfinished", where, a.id)
 		}
 		o, name := breaker.Success, "success"
-		if len(pos) == 1 {
-			name = pos[0]
+		if len(args.Positional) > 0 {
+			name = args.Only("finish id=X [success|failure|ignored]")
 			switch name {
 			case "success":
 			case "failure":
@@ -303,14 +221,7 @@ func (h *harness) run(where, line string) (out []string) {
 		a.canceled = true
 		return h.settle()
 	case "advance":
-		if len(pos) != 1 {
-			h.t.Fatalf("%s: advance DUR", where)
-		}
-		d, err := time.ParseDuration(pos[0])
-		if err != nil {
-			h.t.Fatalf("%s: %v", where, err)
-		}
-		h.clk.Advance(d)
+		h.clk.Advance(args.OnlyDuration("advance DUR"))
 		out = append(out, fmt.Sprintf("t=+%v", h.clk.Now().Sub(h.epoch)))
 		return append(out, h.settle()...)
 	case "print":

@@ -1,9 +1,7 @@
 package breaker
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,14 +10,13 @@ import (
 
 	"sluice/clock"
 	"sluice/config"
+	"sluice/internal/datadriven"
 )
 
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/*.txt")
-
-// TestScenarios runs the data-driven scenarios in testdata, in the manner of
-// CockroachDB's testdata/work_queue. Each block is a command, a "----" line
-// and the expected output, ended by a blank line; lines starting with #
-// between blocks are comments. Run with -update to rewrite the expected
+// TestScenarios runs the data-driven scenarios in testdata/*.txt, files
+// in internal/datadriven's format (CockroachDB's testdata/work_queue):
+// blocks of a command, "----" and the expected output. Run
+// `go test ./breaker -run TestScenarios -update` to rewrite the expected
 // output from what the code does.
 //
 // Commands:
@@ -44,82 +41,9 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 // OpenFor in whole seconds, rounded up, at least 1 (the rounding of
 // proxy/reject.go), followed by OpenFor itself.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenario files in testdata")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runScenarioFile(t, file)
-		})
-	}
-}
-
-// scenarioItem is a verbatim line (comment or blank) or a command block.
-type scenarioItem struct {
-	verbatim string
-	cmd      string
-	want     []string
-	line     int
-	isCmd    bool
-}
-
-func parseScenario(t *testing.T, file string) []scenarioItem {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	var items []scenarioItem
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			items = append(items, scenarioItem{verbatim: l})
-			continue
-		}
-		it := scenarioItem{cmd: l, line: i + 1, isCmd: true}
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command %q not followed by ----", file, i+1, l)
-		}
-		i += 2
-		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
-			it.want = append(it.want, lines[i])
-		}
-		i-- // the blank line, if any, is kept verbatim
-		items = append(items, it)
-	}
-	return items
-}
-
-func runScenarioFile(t *testing.T, file string) {
-	items := parseScenario(t, file)
-	h := &harness{t: t}
-	var out strings.Builder
-	for i := range items {
-		it := &items[i]
-		if !it.isCmd {
-			out.WriteString(it.verbatim + "\n")
-			continue
-		}
-		got := h.run(fmt.Sprintf("%s:%d", file, it.line), it.cmd)
-		if !*update && !slices.Equal(got, it.want) {
-			t.Errorf("%s:%d: %s\n got:\n\t%s\nwant:\n\t%s", file, it.line, it.cmd,
-				strings.Join(got, "\n\t"), strings.Join(it.want, "\n\t"))
-		}
-		out.WriteString(it.cmd + "\n----\n")
-		for _, l := range got {
-			out.WriteString(l + "\n")
-		}
-	}
-	if *update {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.RunFiles(t, filepath.Join("testdata", "*.txt"), func(t *testing.T) datadriven.Runner {
+		return &harness{t: t}
+	})
 }
 
 type harness struct {
@@ -133,24 +57,17 @@ type harness struct {
 	allows time.Time
 }
 
-func (h *harness) run(where, line string) []string {
+// Run runs one command of a scenario file; where is its FILE:LINE.
+func (h *harness) Run(where, line string) []string {
 	h.t.Helper()
-	fields := strings.Fields(line)
-	cmd, args := fields[0], map[string]string{}
-	var pos []string
-	for _, f := range fields[1:] {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, f)
-		}
-	}
+	args := datadriven.ParseArgs(h.t, where, line)
+	cmd := args.Cmd
 	if cmd != "new" && h.b == nil {
 		h.t.Fatalf("%s: %s before new", where, cmd)
 	}
 	switch cmd {
 	case "new":
-		cfg, err := parseBreaker(fields[1:])
+		cfg, err := parseBreaker(args.Fields)
 		if err != nil {
 			return strings.Split(err.Error(), "\n")
 		}
@@ -162,7 +79,7 @@ func (h *harness) run(where, line string) []string {
 		return []string{fmt.Sprintf("consecutive_failures=%d failure_ratio=%v min_requests=%d window=%v open_timeout=%v half_open_requests=%d",
 			cfg.ConsecutiveFailures, cfg.FailureRatio, cfg.MinRequests, cfg.Window, cfg.OpenTimeout, cfg.HalfOpenRequests)}
 	case "allow":
-		id := args["id"]
+		id := args.Get("id")
 		if id == "" || h.held[id] != nil {
 			h.t.Fatalf("%s: id %q missing or held", where, id)
 		}
@@ -174,11 +91,9 @@ func (h *harness) run(where, line string) []string {
 		h.order = append(h.order, id)
 		return []string{id + ": admitted"}
 	case "report":
-		if len(pos) != 1 {
-			h.t.Fatalf("%s: report [id=X] success|failure|ignored", where)
-		}
-		o := h.outcome(where, pos[0])
-		if id, ok := args["id"]; ok {
+		name := args.Only("report [id=X] success|failure|ignored [n=N]")
+		o := h.outcome(where, name)
+		if id, ok := args.Lookup("id"); ok {
 			done := h.held[id]
 			if done == nil {
 				h.t.Fatalf("%s: %s holds no ticket", where, id)
@@ -186,13 +101,11 @@ func (h *harness) run(where, line string) []string {
 			delete(h.held, id)
 			h.order = slices.DeleteFunc(h.order, func(s string) bool { return s == id })
 			done(o)
-			return []string{fmt.Sprintf("%s: %s -> %v", id, pos[0], h.b.State())}
+			return []string{fmt.Sprintf("%s: %s -> %v", id, name, h.b.State())}
 		}
-		n := 1
-		if v, ok := args["n"]; ok {
-			if _, err := fmt.Sscan(v, &n); err != nil || n < 1 {
-				h.t.Fatalf("%s: n=%q", where, v)
-			}
+		n := args.IntOr("n", 1)
+		if n < 1 {
+			h.t.Fatalf("%s: n=%d: want at least 1", where, n)
 		}
 		var lines []string
 		for range n {
@@ -202,18 +115,11 @@ func (h *harness) run(where, line string) []string {
 				continue
 			}
 			done(o)
-			lines = append(lines, fmt.Sprintf("%s -> %v", pos[0], h.b.State()))
+			lines = append(lines, fmt.Sprintf("%s -> %v", name, h.b.State()))
 		}
 		return collapseRuns(lines)
 	case "advance":
-		if len(pos) != 1 {
-			h.t.Fatalf("%s: advance DUR", where)
-		}
-		d, err := time.ParseDuration(pos[0])
-		if err != nil {
-			h.t.Fatalf("%s: %v", where, err)
-		}
-		h.clk.Advance(d)
+		h.clk.Advance(args.OnlyDuration("advance DUR"))
 		return []string{fmt.Sprintf("t=+%v", h.clk.Now().Sub(h.epoch))}
 	case "wait-window":
 		// gobreaker reads the wall clock for its rolling window and has no

@@ -3,9 +3,7 @@ package bulkhead
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,15 +11,14 @@ import (
 	"time"
 
 	"sluice/clock"
+	"sluice/internal/datadriven"
 )
 
-var update = flag.Bool("update", false, "rewrite the expected output in testdata/*.txt")
-
-// TestScenarios runs the data-driven scenarios in testdata/*.txt, in the
-// manner of CockroachDB's testdata/work_queue. Each block is a command, a
-// "----" line and the expected output, ended by a blank line; lines
-// starting with # between blocks are comments. Run with -update to rewrite
-// the expected output from what the code does.
+// TestScenarios runs the data-driven scenarios in testdata/*.txt, files
+// in internal/datadriven's format (CockroachDB's testdata/work_queue):
+// blocks of a command, "----" and the expected output. Run
+// `go test ./bulkhead -run TestScenarios -update` to rewrite the expected
+// output from what the code does.
 //
 // Commands (every one settles before printing: each acquire it ends has
 // returned and reported):
@@ -48,89 +45,11 @@ var update = flag.Bool("update", false, "rewrite the expected output in testdata
 //
 // Every grant is checked, as it is made, against the limit at that moment.
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) == 0 {
-		t.Fatal("no scenario files in testdata")
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			runScenarioFile(t, file)
-		})
-	}
-}
-
-// scenarioItem is a verbatim line (comment or blank) or a command block.
-type scenarioItem struct {
-	verbatim string
-	cmd      string
-	want     []string
-	line     int
-	isCmd    bool
-}
-
-func parseScenario(t *testing.T, file string) []scenarioItem {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	var items []scenarioItem
-	for i := 0; i < len(lines); i++ {
-		l := lines[i]
-		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
-			items = append(items, scenarioItem{verbatim: l})
-			continue
-		}
-		it := scenarioItem{cmd: l, line: i + 1, isCmd: true}
-		if i+1 >= len(lines) || lines[i+1] != "----" {
-			t.Fatalf("%s:%d: command %q not followed by ----", file, i+1, l)
-		}
-		i += 2
-		for ; i < len(lines) && strings.TrimSpace(lines[i]) != ""; i++ {
-			it.want = append(it.want, lines[i])
-		}
-		i-- // the blank line, if any, is kept verbatim
-		items = append(items, it)
-	}
-	return items
-}
-
-func runScenarioFile(t *testing.T, file string) {
-	items := parseScenario(t, file)
-	h := &harness{t: t}
-	defer h.cleanup()
-	var out strings.Builder
-	for i := range items {
-		it := &items[i]
-		if !it.isCmd {
-			out.WriteString(it.verbatim + "\n")
-			continue
-		}
-		got := h.run(fmt.Sprintf("%s:%d", file, it.line), it.cmd)
-		if !*update && !slices.Equal(got, it.want) {
-			t.Errorf("%s:%d: %s\n got:\n\t%s\nwant:\n\t%s", file, it.line, it.cmd,
-				strings.Join(got, "\n\t"), strings.Join(it.want, "\n\t"))
-		}
-		it.want = got
-		out.WriteString(it.cmd + "\n----\n")
-		for _, l := range got {
-			out.WriteString(l + "\n")
-		}
-	}
-	if h.b != nil {
-		h.b.mu.Lock()
-		checkInvariantsLocked(t, h.b)
-		h.b.mu.Unlock()
-	}
-	if *update {
-		if err := os.WriteFile(file, []byte(out.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	datadriven.RunFiles(t, filepath.Join("testdata", "*.txt"), func(t *testing.T) datadriven.Runner {
+		h := &harness{t: t}
+		t.Cleanup(h.done)
+		return h
+	})
 }
 
 // armClock is a fake clock that tells the harness when a timer is armed
@@ -184,6 +103,17 @@ type harness struct {
 	limitSet bool
 }
 
+// done runs as the file's subtest ends: the invariants hold after the last
+// command, and nothing queued outlives the test.
+func (h *harness) done() {
+	if h.b != nil {
+		h.b.mu.Lock()
+		checkInvariantsLocked(h.t, h.b)
+		h.b.mu.Unlock()
+	}
+	h.cleanup()
+}
+
 func (h *harness) cleanup() {
 	// Unblock anything still queued so no goroutine outlives the test.
 	if h.b == nil {
@@ -201,36 +131,15 @@ func (h *harness) cleanup() {
 	}
 }
 
-func (h *harness) run(where, line string) (out []string) {
+// Run runs one command of a scenario file; where is its FILE:LINE.
+func (h *harness) Run(where, line string) (out []string) {
 	h.t.Helper()
-	fields := strings.Fields(line)
-	cmd, args := fields[0], map[string]string{}
-	var pos []string
-	for _, f := range fields[1:] {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			args[k] = v
-		} else {
-			pos = append(pos, f)
-		}
-	}
-	dur := func(s string) time.Duration {
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			h.t.Fatalf("%s: %v", where, err)
-		}
-		return d
-	}
-	num := func(k string) int {
-		var n int
-		if _, err := fmt.Sscan(args[k], &n); err != nil {
-			h.t.Fatalf("%s: %s=%q: %v", where, k, args[k], err)
-		}
-		return n
-	}
+	args := datadriven.ParseArgs(h.t, where, line)
+	cmd := args.Cmd
 	get := func() *acq {
-		a := h.acqs[args["id"]]
+		a := h.acqs[args.Get("id")]
 		if a == nil {
-			h.t.Fatalf("%s: unknown id %q", where, args["id"])
+			h.t.Fatalf("%s: unknown id %q", where, args.Get("id"))
 		}
 		return a
 	}
@@ -243,11 +152,11 @@ func (h *harness) run(where, line string) (out []string) {
 		h.epoch = time.Unix(1_700_000_000, 0)
 		h.clk = armClock{Fake: clock.NewFake(h.epoch), armed: make(chan time.Time, 1)}
 		var extra string
-		if args["shed"] == "" && args["discipline"] == "" && args["target"] == "" && args["interval"] == "" {
-			h.b = New(num("max"), num("depth"), dur(args["wait"]), h.clk)
+		if args.Get("shed") == "" && args.Get("discipline") == "" && args.Get("target") == "" && args.Get("interval") == "" {
+			h.b = New(args.Int("max"), args.Int("depth"), args.Duration("wait"), h.clk)
 		} else {
-			o := Options{MaxConcurrent: num("max"), MaxDepth: num("depth"), MaxWait: dur(args["wait"]), Clock: h.clk}
-			if v := args["shed"]; v != "" {
+			o := Options{MaxConcurrent: args.Int("max"), MaxDepth: args.Int("depth"), MaxWait: args.Duration("wait"), Clock: h.clk}
+			if v := args.Get("shed"); v != "" {
 				parts := strings.Split(v, ",")
 				if len(parts) != numClasses {
 					h.t.Fatalf("%s: shed=critical,default,sheddable", where)
@@ -259,18 +168,18 @@ func (h *harness) run(where, line string) (out []string) {
 				}
 				extra += " shed=" + v
 			}
-			switch args["discipline"] {
+			switch args.Get("discipline") {
 			case "", "fifo":
 			case "codel":
 				o.Discipline = CoDel
 			default:
 				h.t.Fatalf("%s: discipline=fifo|codel", where)
 			}
-			if v := args["target"]; v != "" {
-				o.CoDelTarget = dur(v)
+			if args.Get("target") != "" {
+				o.CoDelTarget = args.Duration("target")
 			}
-			if v := args["interval"]; v != "" {
-				o.CoDelInterval = dur(v)
+			if args.Get("interval") != "" {
+				o.CoDelInterval = args.Duration("interval")
 			}
 			h.b = NewWithOptions(o)
 			if h.b.codel {
@@ -292,10 +201,10 @@ func (h *harness) run(where, line string) (out []string) {
 		return []string{fmt.Sprintf("max_concurrent=%d max_depth=%d max_wait=%v%s",
 			h.b.MaxConcurrent(), h.b.MaxDepth(), h.b.MaxWait(), extra)}
 	case "acquire":
-		a := h.newAcq(where, args["id"])
+		a := h.newAcq(where, args.Get("id"))
 		ctx, cancel := context.WithCancel(context.Background())
 		a.cancel = cancel
-		if args["ctx"] == "done" {
+		if args.Get("ctx") == "done" {
 			cancel()
 			a.canceled = true
 		}
@@ -327,7 +236,7 @@ func (h *harness) run(where, line string) (out []string) {
 			return []string{line}
 		}
 	case "try":
-		a := h.newAcq(where, args["id"])
+		a := h.newAcq(where, args.Get("id"))
 		a.try = true
 		var p Permit
 		var ok bool
@@ -349,10 +258,7 @@ func (h *harness) run(where, line string) (out []string) {
 		a.canceled = true
 		return h.settle()
 	case "advance":
-		if len(pos) != 1 {
-			h.t.Fatalf("%s: advance DUR", where)
-		}
-		h.clk.Advance(dur(pos[0]))
+		h.clk.Advance(args.OnlyDuration("advance DUR"))
 		out = append(out, fmt.Sprintf("t=+%v", h.clk.Now().Sub(h.epoch)))
 		return append(out, h.settle()...)
 	case "release":
@@ -369,7 +275,7 @@ func (h *harness) run(where, line string) (out []string) {
 		out = append(out, h.settle()...)
 		return append(out, fmt.Sprintf("inflight=%d depth=%d", h.b.Inflight(), h.b.Depth()))
 	case "set-limit":
-		h.b.SetLimit(num("n"))
+		h.b.SetLimit(args.Int("n"))
 		h.limitSet = true
 		out = h.settle()
 		return append(out, fmt.Sprintf("limit=%d inflight=%d depth=%d", h.b.Limit(), h.b.Inflight(), h.b.Depth()))
@@ -387,8 +293,8 @@ var errTryRefused = errors.New("refused")
 
 // class returns the class=C argument (ClassDefault if absent) and whether
 // it was given.
-func (h *harness) class(where string, args map[string]string) (Class, bool) {
-	v, ok := args["class"]
+func (h *harness) class(where string, args *datadriven.Args) (Class, bool) {
+	v, ok := args.Lookup("class")
 	if !ok {
 		return ClassDefault, false
 	}
