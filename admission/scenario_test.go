@@ -60,23 +60,6 @@ func TestScenarios(t *testing.T) {
 	})
 }
 
-// armClock is a fake clock that tells the harness when a timer is armed
-// and when it is due, so that admit knows the goroutine is queued and
-// advance knows which requests must leave the queue. Only the bulkhead
-// arms timers, one per request that queues, and the harness starts one
-// Admit at a time.
-type armClock struct {
-	*clock.Fake
-	armed chan time.Time // deadline of each timer armed
-}
-
-func (c armClock) NewTimer(d time.Duration) clock.Timer {
-	at := c.Now().Add(d)
-	tm := c.Fake.NewTimer(d)
-	c.armed <- at
-	return tm
-}
-
 type adm struct {
 	id       string
 	seq      int
@@ -95,7 +78,7 @@ type admResult struct {
 
 type harness struct {
 	t       *testing.T
-	clk     armClock
+	clk     clock.Reporting
 	epoch   time.Time
 	rc      config.Route
 	c       *Controller
@@ -142,7 +125,7 @@ func (h *harness) Run(where, line string) (out []string) {
 		}
 		h.cleanup()
 		h.epoch = time.Unix(1_700_000_000, 0)
-		h.clk = armClock{Fake: clock.NewFake(h.epoch), armed: make(chan time.Time, 1)}
+		h.clk = clock.NewReporting(h.epoch)
 		h.rc, h.br = rc, nil
 		if bc != nil {
 			h.br = breaker.New("app", *bc, h.clk)
@@ -179,7 +162,7 @@ func (h *harness) Run(where, line string) (out []string) {
 		case res := <-h.results:
 			h.record(res)
 			select {
-			case a.deadline = <-h.clk.armed:
+			case a.deadline = <-h.clk.Armed:
 				// It queued and left before this select ran; describe
 				// prints its wait.
 			default:
@@ -189,7 +172,7 @@ func (h *harness) Run(where, line string) (out []string) {
 				}
 			}
 			return []string{h.describe(a)}
-		case a.deadline = <-h.clk.armed:
+		case a.deadline = <-h.clk.Armed:
 			return []string{fmt.Sprintf("%s: queued (depth=%d, wait<=%v)", id, h.c.QueueDepth(), a.deadline.Sub(h.clk.Now()))}
 		}
 	case "finish":

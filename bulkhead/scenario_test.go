@@ -52,22 +52,6 @@ func TestScenarios(t *testing.T) {
 	})
 }
 
-// armClock is a fake clock that tells the harness when a timer is armed
-// and when it is due, so that acquire knows the goroutine is queued and
-// advance knows which waiters must wake. Only an Acquire that has queued
-// arms a timer, and the harness starts one at a time.
-type armClock struct {
-	*clock.Fake
-	armed chan time.Time // deadline of each timer armed
-}
-
-func (c armClock) NewTimer(d time.Duration) clock.Timer {
-	at := c.Now().Add(d)
-	tm := c.Fake.NewTimer(d)
-	c.armed <- at
-	return tm
-}
-
 type acq struct {
 	id       string
 	seq      int
@@ -92,7 +76,7 @@ type acqResult struct {
 
 type harness struct {
 	t       *testing.T
-	clk     armClock
+	clk     clock.Reporting
 	epoch   time.Time
 	b       *Bulkhead
 	acqs    map[string]*acq
@@ -150,7 +134,7 @@ func (h *harness) Run(where, line string) (out []string) {
 	case "init":
 		h.cleanup()
 		h.epoch = time.Unix(1_700_000_000, 0)
-		h.clk = armClock{Fake: clock.NewFake(h.epoch), armed: make(chan time.Time, 1)}
+		h.clk = clock.NewReporting(h.epoch)
 		var extra string
 		if args.Get("shed") == "" && args.Get("discipline") == "" && args.Get("target") == "" && args.Get("interval") == "" {
 			h.b = New(args.Int("max"), args.Int("depth"), args.Duration("wait"), h.clk)
@@ -224,7 +208,7 @@ func (h *harness) Run(where, line string) (out []string) {
 		case r := <-h.results:
 			h.record(r)
 			return []string{h.describe(a)}
-		case a.deadline = <-h.clk.armed:
+		case a.deadline = <-h.clk.Armed:
 			// Queued: it is the tail of its class, and its timer runs from now.
 			h.b.mu.Lock()
 			h.names[h.b.queues[class].tail] = a.id

@@ -144,3 +144,27 @@ func (t *fakeTimer) Stop() bool {
 	}
 	return false
 }
+
+// Reporting is a Fake that sends the deadline of every timer it arms on
+// Armed, so that a test knows the moment the code under test has begun to
+// wait (a queued request arms its max_wait timer) and which deadline it
+// waits for. Armed holds one deadline; NewTimer blocks while it is full,
+// so the test decides the pace.
+type Reporting struct {
+	*Fake
+	Armed chan time.Time
+}
+
+// NewReporting returns a Reporting clock set to t. Armed holds one
+// pending deadline; a second arming waits until the test has read it.
+func NewReporting(t time.Time) Reporting {
+	return Reporting{Fake: NewFake(t), Armed: make(chan time.Time, 1)}
+}
+
+// NewTimer arms a Fake timer and reports its deadline on Armed.
+func (c Reporting) NewTimer(d time.Duration) Timer {
+	at := c.Now().Add(d)
+	tm := c.Fake.NewTimer(d)
+	c.Armed <- at
+	return tm
+}

@@ -54,3 +54,20 @@ func TestWaitTimers(t *testing.T) {
 	f.Advance(time.Minute)
 	<-done
 }
+
+func TestReportingTellsEachDeadline(t *testing.T) {
+	epoch := time.Unix(1000, 0)
+	c := NewReporting(epoch)
+	done := make(chan Timer)
+	go func() { done <- c.NewTimer(3 * time.Second) }()
+	if at := <-c.Armed; !at.Equal(epoch.Add(3 * time.Second)) {
+		t.Fatalf("armed at %v, want +3s", at)
+	}
+	tm := <-done
+	c.Advance(3 * time.Second)
+	select {
+	case <-tm.C():
+	default:
+		t.Fatal("a reported timer did not fire at its deadline")
+	}
+}
