@@ -262,23 +262,7 @@ func TestRatesIteratorMayReadTracker(t *testing.T) {
 
 func runRates(t *testing.T, tr *RateTracker, routes iter.Seq2[string, Counts]) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tr.Run(ctx, routes)
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		<-done
-	}
-	t.Cleanup(stop)
-	return stop
+	return runUntilStopped(t, func(ctx context.Context) { tr.Run(ctx, routes) })
 }
 
 func TestRatesRunSamplesEverySecond(t *testing.T) {

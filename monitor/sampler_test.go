@@ -390,11 +390,18 @@ func TestSamplerSourcePanics(t *testing.T) {
 // waits until the goroutine has returned.
 func runSampler(t *testing.T, s *Sampler) (stop func()) {
 	t.Helper()
+	return runUntilStopped(t, s.Run)
+}
+
+// runUntilStopped runs run in a goroutine and returns a stop function,
+// safe to call more than once and called at cleanup, that cancels run's
+// context and waits until it has returned.
+func runUntilStopped(t *testing.T, run func(ctx context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.Run(ctx)
+		run(ctx)
 	}()
 	stopped := false
 	stop = func() {
