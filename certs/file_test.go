@@ -17,32 +17,11 @@ import (
 	"sluice/internal/testutil"
 )
 
-// staticFiles writes a pair for localhost and 127.0.0.1 into a new
-// directory and returns it with the two paths.
-func staticFiles(t *testing.T) (testutil.Cert, string, string) {
-	dir := t.TempDir()
-	c := testutil.NewCert(t, "localhost", "127.0.0.1")
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c.Install(t, certFile, keyFile)
-	return c, certFile, keyFile
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestCertReloadDebounce drives the watcher by hand with a fake clock: a
 // burst of events is one reload, done once the files were quiet for the
 // debounce; events about other files in the directory do nothing.
 func TestCertReloadDebounce(t *testing.T) {
-	first, certFile, keyFile := staticFiles(t)
+	first, certFile, keyFile := testutil.StaticPair(t)
 	rec := &testutil.LogRecorder{}
 	clk := clock.NewFake(time.Unix(1e9, 0))
 	c, err := newFileCerts(certFile, keyFile, slog.New(rec), clk)
@@ -77,14 +56,14 @@ func TestCertReloadDebounce(t *testing.T) {
 		t.Fatal("reloaded before the files were quiet for the debounce")
 	}
 	clk.Advance(c.debounce / 2)
-	waitFor(t, "reload", func() bool { return serving().Cmp(second.Cert.SerialNumber) == 0 })
+	testutil.WaitFor(t, "reload", func() bool { return serving().Cmp(second.Cert.SerialNumber) == 0 })
 
 	// A mismatched pair is logged and not served.
 	testutil.WriteAtomic(t, keyFile, first.KeyPEM)
 	send(keyFile)
 	send(other)
 	clk.Advance(c.debounce)
-	waitFor(t, "the bad pair refused", func() bool { return len(rec.Find("certificate reload failed")) > 0 })
+	testutil.WaitFor(t, "the bad pair refused", func() bool { return len(rec.Find("certificate reload failed")) > 0 })
 	if serving().Cmp(second.Cert.SerialNumber) != 0 {
 		t.Error("a mismatched pair replaced the good one")
 	}
@@ -96,7 +75,7 @@ func TestCertReloadDebounce(t *testing.T) {
 // TestFileErrors: a pair that cannot be served fails New with an error
 // naming the file.
 func TestFileErrors(t *testing.T) {
-	_, certFile, keyFile := staticFiles(t)
+	_, certFile, keyFile := testutil.StaticPair(t)
 	dir := filepath.Dir(certFile)
 	otherKey := filepath.Join(dir, "other-key.pem")
 	if err := os.WriteFile(otherKey, testutil.NewCert(t, "localhost").KeyPEM, 0o600); err != nil {

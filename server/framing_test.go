@@ -30,7 +30,7 @@ func TestFramingConflictRefused(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer up.Close()
-	_, certFile, keyFile := staticFiles(t)
+	_, certFile, keyFile := testutil.StaticPair(t)
 	s := startServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"sluice/config"
+	"sluice/internal/testutil"
 )
 
 type reloadFixture struct {
@@ -72,7 +73,7 @@ func (f *reloadFixture) write(t *testing.T, extraRoutes string) {
 }
 
 func (f *reloadFixture) reloads(result string) float64 {
-	return testutil.ToFloat64(f.s.reloads.WithLabelValues(result))
+	return promtestutil.ToFloat64(f.s.reloads.WithLabelValues(result))
 }
 
 func TestReloadOnFileChange(t *testing.T) {
@@ -82,7 +83,7 @@ func TestReloadOnFileChange(t *testing.T) {
 		t.Fatalf("before: %d", got)
 	}
 	f.write(t, "  - {name: added, match: {path_prefix: /added}, upstream: u}\n")
-	waitFor(t, "the watcher to reload the new route", func() bool { return status(t, base+"/added") == 200 })
+	testutil.WaitFor(t, "the watcher to reload the new route", func() bool { return status(t, base+"/added") == 200 })
 	if f.reloads("success") < 1 {
 		t.Error("reload not counted")
 	}
@@ -114,7 +115,7 @@ func TestInvalidReloadKeepsServing(t *testing.T) {
 	}
 	// Fixed again: the next reload applies.
 	f.write(t, "  - {name: fixed, match: {path_prefix: /fixed}, upstream: u}\n")
-	waitFor(t, "the fixed config", func() bool { return status(t, base+"/fixed") == 200 })
+	testutil.WaitFor(t, "the fixed config", func() bool { return status(t, base+"/fixed") == 200 })
 }
 
 func TestReloadKeepsRestartOnlyBlocks(t *testing.T) {

@@ -101,11 +101,11 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	go func() { s.Shutdown(); close(drained) }()
 
 	// Readiness flips first; the admin listener serves through the drain.
-	waitFor(t, "readyz 503", func() bool { return status(t, adminURL+"/readyz") == 503 })
+	testutil.WaitFor(t, "readyz 503", func() bool { return status(t, adminURL+"/readyz") == 503 })
 	if got := status(t, adminURL+"/healthz"); got != 200 {
 		t.Errorf("/healthz while draining: %d, want 200", got)
 	}
-	waitFor(t, "proxy listener closed", func() bool {
+	testutil.WaitFor(t, "proxy listener closed", func() bool {
 		c, err := net.Dial("tcp", s.ProxyAddr())
 		if err == nil {
 			c.Close()
@@ -163,7 +163,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u, bulkhead: {max_concurre
 	<-entered
 	<-entered
 	adm := s.Proxy().Routes()[0].Admission()
-	waitFor(t, "3 queued", func() bool { return adm.QueueDepth() == 3 })
+	testutil.WaitFor(t, "3 queued", func() bool { return adm.QueueDepth() == 3 })
 	drained := make(chan struct{})
 	go func() { s.Shutdown(); close(drained) }()
 	got := map[answer]int{}
@@ -280,17 +280,6 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // TestMetricsPassPromtool scrapes a live /metrics after traffic of every
 // kind (admitted, refused, unrouted, breaker trips, upstream errors) and
 // runs the real `promtool check metrics` on it.
@@ -390,7 +379,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u, bulkhead: {max_concurre
 		})
 	}
 	adm := s.Proxy().Routes()[0].Admission()
-	waitFor(t, "load under way with a queue", func() bool { return adm.Admitted() > 40 && adm.QueueDepth() > 0 })
+	testutil.WaitFor(t, "load under way with a queue", func() bool { return adm.Admitted() > 40 && adm.QueueDepth() > 0 })
 	s.Shutdown()
 	wg.Wait()
 

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,23 +119,13 @@ func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Respons
 	return resp, string(b)
 }
 
-// staticFiles writes a pair for localhost and 127.0.0.1 into a new
-// directory and returns it with the two paths.
-func staticFiles(t *testing.T) (testutil.Cert, string, string) {
-	dir := t.TempDir()
-	c := testutil.NewCert(t, "localhost", "127.0.0.1")
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	c.Install(t, certFile, keyFile)
-	return c, certFile, keyFile
-}
-
 // TestStaticTLS serves a generated pair: HTTP/2 and HTTP/1.1 on the TLS
 // listener, the upstream told X-Forwarded-Proto https, TLS 1.1 refused;
 // then the files are replaced and new handshakes present the new pair.
 func TestStaticTLS(t *testing.T) {
 	noLeaks(t)
 	up := echoUpstream(t)
-	first, certFile, keyFile := staticFiles(t)
+	first, certFile, keyFile := testutil.StaticPair(t)
 	rec := &logRecorder{}
 	s := startTLSServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", read_header_timeout: 2s, idle_timeout: 7s, max_header_bytes: 4096}
@@ -175,7 +164,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	second.Install(t, certFile, keyFile)
 	both := first.Pool()
 	both.AddCert(second.Cert)
-	waitFor(t, "the new certificate served", func() bool {
+	testutil.WaitFor(t, "the new certificate served", func() bool {
 		serial, err := peerSerial(t, s.TLSAddr(), "localhost", both)
 		return err == nil && serial.Cmp(second.Cert.SerialNumber) == 0
 	})
@@ -189,7 +178,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	// A bad pair (the key of another certificate) is refused; the last
 	// good one keeps serving.
 	testutil.WriteAtomic(t, keyFile, testutil.NewCert(t, "localhost").KeyPEM)
-	waitFor(t, "the bad pair refused", func() bool {
+	testutil.WaitFor(t, "the bad pair refused", func() bool {
 		return len(rec.Find("certificate reload failed", "private key does not match")) > 0
 	})
 	if serial, err := peerSerial(t, s.TLSAddr(), "localhost", both); err != nil || serial.Cmp(second.Cert.SerialNumber) != 0 {
@@ -202,7 +191,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 // challenge paths, which still reach the proxy.
 func TestRedirectHTTP(t *testing.T) {
 	up := echoUpstream(t)
-	_, certFile, keyFile := staticFiles(t)
+	_, certFile, keyFile := testutil.StaticPair(t)
 	s := startTLSServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q}
@@ -262,7 +251,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 func TestAdmissionOverHTTP2(t *testing.T) {
 	noLeaks(t)
 	up := echoUpstream(t)
-	cert, certFile, keyFile := staticFiles(t)
+	cert, certFile, keyFile := testutil.StaticPair(t)
 	s := startTLSServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q, redirect_http: false}

@@ -108,3 +108,14 @@ func WriteAtomic(t testing.TB, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// StaticPair writes a certificate for localhost and 127.0.0.1 and its key
+// into a new directory, as cert_file and key_file would name them, and
+// returns the certificate with the two paths.
+func StaticPair(t testing.TB) (c Cert, certFile, keyFile string) {
+	dir := t.TempDir()
+	c = NewCert(t, "localhost", "127.0.0.1")
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	c.Install(t, certFile, keyFile)
+	return c, certFile, keyFile
+}

@@ -64,3 +64,17 @@ func RawExchange(t testing.TB, c net.Conn, raw string) []*http.Response {
 		}
 	}
 }
+
+// WaitFor polls cond until it holds, failing the test after 10 s: for
+// conditions another goroutine or process brings about (a listener up, a
+// file reloaded), never to time the code under test.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
