@@ -211,6 +211,10 @@ type Route struct {
 	// are served first and lower ones shed earlier. Omitted = every request
 	// is "default" and only a full queue refuses. Needs a bulkhead.
 	Priority *Priority `yaml:"priority"`
+	// Fault injects failures into the route's requests after admission,
+	// for testing overload behaviour (Envoy's fault filter). Omitted = no
+	// fault; the admin API can also turn one on for a while at run time.
+	Fault *Fault `yaml:"fault"`
 }
 
 // Priority sets the class of a route's requests (Google SRE's criticality).
@@ -397,6 +401,11 @@ func (r *Route) setDefaults() {
 }
 
 func (m *Match) setDefaults() { *m = Match{} }
+
+func (f *Fault) setDefaults()      { *f = Fault{} }
+func (f *FaultDelay) setDefaults() { *f = FaultDelay{Percent: 100} }
+func (f *FaultAbort) setDefaults() { *f = FaultAbort{Status: 503, Percent: 100} }
+func (f *FaultReset) setDefaults() { *f = FaultReset{Percent: 100} }
 
 // setDefaults leaves Burst at 0; validation fills it from RPS when the key
 // was not written.

@@ -298,6 +298,9 @@ func (v *validator) routes() {
 			}
 			v.priority(p+".priority", r.Priority)
 		}
+		if r.Fault != nil {
+			v.fault(p+".fault", r.Fault)
+		}
 	}
 }
 
