@@ -35,8 +35,8 @@ var layers = [][]string{
 	{"bulkhead", "breaker", "monitor", "telemetry"},
 	// Admission composes the mechanisms into one decision per request.
 	{"admission"},
-	// The proxy's parts: HTTP/1 client, route matching.
-	{"proxy/internal/h1", "proxy/internal/routing"},
+	// The proxy's parts: HTTP/1 client, route matching, fault sampling.
+	{"proxy/internal/h1", "proxy/internal/routing", "proxy/internal/fault"},
 	{"proxy/internal/direct"},
 	// The HTTP glue: match, admit, forward, observe, refuse.
 	{"proxy"},
