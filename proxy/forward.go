@@ -15,6 +15,7 @@ import (
 
 	"sluice/admission"
 	"sluice/proxy/internal/direct"
+	"sluice/proxy/internal/fault"
 	"sluice/proxy/internal/h1"
 )
 
@@ -38,6 +39,7 @@ type reqState struct {
 	retryAfter int64          // Retry-After seconds of a refusal
 	aborted    bool           // the response broke off after it had begun
 	direct     direct.Request // the request being forwarded by forwardDirect
+	faults     fault.Kinds    // the faults injected into the request
 
 	err      error // the forwarding error, if any
 	status   int   // the status chosen for err, or 499 when the client left while queued

@@ -76,6 +76,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				rt.classWait[cl].Collect(ch)
 			}
 		}
+		collectFaults(ch, rt)
 		if lim := adm.Adaptive(); lim != nil {
 			gauge(descLimit, float64(lim.Limit()), rt.name)
 		}

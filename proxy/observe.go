@@ -181,6 +181,9 @@ func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.D
 		// route deadline passed while the body was streaming).
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
+	if st.faults != 0 {
+		attrs = append(attrs, slog.String("fault", st.faults.String()))
+	}
 	if st.span != nil {
 		attrs = append(attrs, slog.String("trace_id", st.span.SpanContext().TraceID().String()))
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/monitor"
+	"sluice/proxy/internal/fault"
 )
 
 // Proxy is the http.Handler of the proxy listener.
@@ -29,6 +31,7 @@ type Proxy struct {
 	tracer trace.Tracer // nil: tracing off
 	prop   propagation.TextMapPropagator
 	smp    *monitor.Sampler // nil: no backpressure sampling
+	faults *fault.Sampler   // draws the injected faults of routes that have one
 
 	unmatched codeCounts // answers to requests no route matched
 
@@ -62,6 +65,9 @@ type Options struct {
 	Propagator propagation.TextMapPropagator
 	// Sampler, if set, samples each route's backpressure; Start runs it.
 	Sampler *monitor.Sampler
+	// FaultRand, if set, is the source injected faults are drawn from
+	// (tests fix its seed). If nil, a randomly seeded source is used.
+	FaultRand *rand.Rand
 }
 
 // New compiles cfg, which must have passed config validation, into a Proxy.
@@ -74,7 +80,8 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real()
 	}
-	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler}
+	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler,
+		faults: fault.NewSampler(o.FaultRand)}
 	if p.tracer != nil && p.prop == nil {
 		p.prop = propagation.TraceContext{}
 	}
@@ -138,6 +145,7 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 		up:       u,
 		timeout:  rc.Timeout,
 		maxBody:  rc.MaxBodyBytes,
+		fault:    newRouteFault(rc.Fault),
 		adm:      admission.New(rc, u.br, p.clk),
 		codes:    new(codeCounts),
 		latWin:   monitor.NewHistogram(),

@@ -21,6 +21,7 @@ type Route struct {
 	strip   string
 	timeout time.Duration // whole-request deadline; 0 = none
 	maxBody int64         // request body limit in bytes; 0 = none
+	fault   *routeFault   // configured and runtime fault injection; never nil
 
 	adm      *admission.Controller
 	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit

@@ -130,6 +130,9 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		writeReject(w, rt, d.Reason, d.RetryAfter)
 		return
 	}
+	if s := rt.fault.active(st.start); s != nil && p.injectFault(st, r, ctx, rt, s, &d) {
+		return
+	}
 
 	tg := rt.up.pick()
 	st.target = tg

@@ -60,6 +60,9 @@ func endSpan(st *reqState, status int) {
 	if st.target != nil {
 		span.SetAttributes(attribute.String("sluice.target", st.target.URL.Host))
 	}
+	if st.faults != 0 {
+		span.SetAttributes(attribute.String("sluice.fault", st.faults.String()))
+	}
 	if status >= 500 && status != StatusClientClosed {
 		span.SetStatus(codes.Error, http.StatusText(status))
 	}
