@@ -89,6 +89,7 @@ func New(o Options) *Server {
 	}
 	if o.Proxy != nil {
 		s.routesAPI()
+		s.faultAPI()
 	}
 	s.dashboardRoutes()
 	return s

@@ -31,16 +31,17 @@ type overview struct {
 }
 
 type routeSummary struct {
-	Name              string  `json:"name"`
-	Upstream          string  `json:"upstream"`
-	Inflight          int64   `json:"inflight"`
-	MaxConcurrent     int     `json:"max_concurrent"` // 0: unlimited
-	QueueDepth        int     `json:"queue_depth"`
-	QueueCapacity     int     `json:"queue_capacity"`
-	AdmittedPerSec    float64 `json:"admitted_per_sec"`
-	RejectedPerSec    float64 `json:"rejected_per_sec"`
-	BackpressureLevel string  `json:"backpressure_level"`
-	BackpressureRatio float64 `json:"backpressure_ratio"`
+	Name              string        `json:"name"`
+	Upstream          string        `json:"upstream"`
+	Inflight          int64         `json:"inflight"`
+	MaxConcurrent     int           `json:"max_concurrent"` // 0: unlimited
+	QueueDepth        int           `json:"queue_depth"`
+	QueueCapacity     int           `json:"queue_capacity"`
+	AdmittedPerSec    float64       `json:"admitted_per_sec"`
+	RejectedPerSec    float64       `json:"rejected_per_sec"`
+	BackpressureLevel string        `json:"backpressure_level"`
+	BackpressureRatio float64       `json:"backpressure_ratio"`
+	Fault             *faultSummary `json:"fault,omitempty"` // the fault injected now; omitted when none
 }
 
 type quantilesMs struct {
@@ -167,6 +168,7 @@ func (s *Server) summary(rt *proxy.Route) routeSummary {
 		QueueDepth:        adm.QueueDepth(),
 		BackpressureLevel: string(bp.Level),
 		BackpressureRatio: bp.Ratio,
+		Fault:             activeFault(rt, s.o.Clock.Now()),
 	}
 	if bh := adm.Bulkhead(); bh != nil {
 		rs.MaxConcurrent, rs.QueueCapacity = bh.MaxConcurrent(), bh.MaxDepth()

@@ -17,30 +17,30 @@ import (
 type Fault struct {
 	// Delay holds the request for Duration before it goes on (to the
 	// upstream, or to an abort or reset drawn with it). Omitted = no delay.
-	Delay *FaultDelay `yaml:"delay" json:"delay,omitempty"`
+	Delay *FaultDelay `yaml:"delay"`
 	// Abort answers Status without contacting the upstream, with the
 	// header "Sluice-Fault: abort" and a problem+json body. Omitted = none.
-	Abort *FaultAbort `yaml:"abort" json:"abort,omitempty"`
+	Abort *FaultAbort `yaml:"abort"`
 	// BodyRate, in bytes per second, paces the response body the upstream
 	// sends back to the client; it applies to every faulted request that
 	// is forwarded. Default 0 (no pacing).
-	BodyRate int64 `yaml:"body_rate" json:"body_rate,omitempty"`
+	BodyRate int64 `yaml:"body_rate"`
 	// Reset drops the client's connection instead of answering: an HTTP/1
 	// connection is closed with a TCP RST (SO_LINGER 0), an HTTP/2 stream
 	// is reset (RST_STREAM). Omitted = none.
-	Reset *FaultReset `yaml:"reset" json:"reset,omitempty"`
+	Reset *FaultReset `yaml:"reset"`
 	// Header, if set, names a request header: only requests carrying it
 	// are faulted. When its value (spaces trimmed) is a number from 0 to
 	// 100, it replaces every configured percent for that request, so
 	// "X-Fault: 50" faults half of the marked requests and "X-Fault: 0"
 	// none; any other value (empty included) keeps the configured
 	// percents. Default "" (every request is eligible).
-	Header string `yaml:"header" json:"header,omitempty"`
+	Header string `yaml:"header"`
 	// CountAsFailure lets injected faults reach the upstream's breaker: an
 	// abort whose status is one of the breaker's failure_statuses, and a
 	// reset, count as failures. Default false: injected faults never trip
 	// the breaker.
-	CountAsFailure bool `yaml:"count_as_failure" json:"count_as_failure,omitempty"`
+	CountAsFailure bool `yaml:"count_as_failure"`
 }
 
 // FaultDelay is an injected delay.
@@ -48,24 +48,24 @@ type FaultDelay struct {
 	// Duration is how long the request is held. Required, > 0. The wait
 	// ends early, as an upstream's would, when the route's timeout passes
 	// (504) or the client leaves.
-	Duration time.Duration `yaml:"duration" json:"duration"`
+	Duration time.Duration `yaml:"duration"`
 	// Percent of eligible requests delayed, 0 to 100. Default 100.
-	Percent float64 `yaml:"percent" json:"percent"`
+	Percent float64 `yaml:"percent"`
 }
 
 // FaultAbort is an injected answer.
 type FaultAbort struct {
 	// Status is the status answered, 200 to 599 (a final status; Envoy's
 	// range). Default 503.
-	Status int `yaml:"status" json:"status"`
+	Status int `yaml:"status"`
 	// Percent of eligible requests aborted, 0 to 100. Default 100.
-	Percent float64 `yaml:"percent" json:"percent"`
+	Percent float64 `yaml:"percent"`
 }
 
 // FaultReset is an injected connection reset.
 type FaultReset struct {
 	// Percent of eligible requests reset, 0 to 100. Default 100.
-	Percent float64 `yaml:"percent" json:"percent"`
+	Percent float64 `yaml:"percent"`
 }
 
 // MaxFaultToggle bounds the duration of a fault turned on at run time, so

@@ -160,6 +160,7 @@
     f.level.textContent = level;
     f.ratio.textContent = pct(d.backpressure_ratio);
     f.limits.textContent = limitsText(d);
+    faultText(f.fault, d.fault);
     meter(f['inflight-bar'], f.inflight, d.inflight, d.max_concurrent, d.max_concurrent ? '' : 'unlimited');
     meter(f['queue-bar'], f.queue, d.queue_depth, d.queue_capacity, d.max_concurrent ? '' : 'no queue');
     f['admitted-rate'].textContent = fmtRate(d.admitted_per_sec) + '/s';
@@ -180,6 +181,20 @@
     });
     card.draw = () => drawRoute(card);
     card.draw();
+  }
+
+  // faultText shows the fault injected now (the API's "fault", absent
+  // when none): its kinds with their percents, and when a runtime toggle
+  // ends, e.g. "fault: delay 100%, abort 30% until 14:05:09".
+  function faultText(el, fault) {
+    el.hidden = !fault;
+    if (!fault) { el.textContent = ''; return; }
+    const kinds = (fault.kinds || []).map((k) => k.kind + ' ' + k.percent + '%').join(', ');
+    let s = 'fault: ' + kinds;
+    if (fault.header) s += ' (requests with ' + fault.header + ')';
+    if (fault.until) s += ' until ' + new Date(fault.until).toLocaleTimeString();
+    else s += ' (config)';
+    el.textContent = s;
   }
 
   function limitsText(d) {

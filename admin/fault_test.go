@@ -1,0 +1,160 @@
+package admin
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/monitor"
+)
+
+func (f *fixture) send(t *testing.T, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.adminURL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("%s %s: %d with Content-Type %q, want a problem", method, path, resp.StatusCode, ct)
+		}
+	}
+	return resp.StatusCode, b
+}
+
+func TestFaultToggleAuthAndErrors(t *testing.T) {
+	f := newFixture(t, "s3cret")
+	const ok = `{"abort": {"status": 503}, "duration": "30s"}`
+	for _, tc := range []struct {
+		method, path, token, body string
+		want                      int
+		detail                    string
+	}{
+		{"POST", "/api/v1/routes/fast/fault", "", ok, 401, ""},
+		{"POST", "/api/v1/routes/fast/fault", "wrong", ok, 401, ""},
+		{"GET", "/api/v1/routes/fast/fault", "", "", 401, ""},
+		{"DELETE", "/api/v1/routes/fast/fault", "", "", 401, ""},
+		{"POST", "/api/v1/routes/nope/fault", "s3cret", ok, 404, `no route named "nope"`},
+		{"DELETE", "/api/v1/routes/nope/fault", "s3cret", "", 404, `no route named "nope"`},
+		{"POST", "/api/v1/routes/fast/fault", "s3cret", `{"abort": {"status": 503}}`, 400,
+			`body:1:1: "duration" is required (Go syntax such as "30s", at most 24h0m0s)`},
+		{"POST", "/api/v1/routes/fast/fault", "s3cret", `{"abort": {"status": 700}, "duration": "1s"}`, 400,
+			`body:1:22: abort.status must be a final HTTP status 200-599, got 700`},
+		{"POST", "/api/v1/routes/fast/fault", "s3cret", `not json`, 400,
+			`body:1:1: expected a JSON object: a fault block plus "duration"`},
+	} {
+		code, body := f.send(t, tc.method, tc.path, tc.token, tc.body)
+		if code != tc.want {
+			t.Errorf("%s %s (token %q): %d, want %d: %s", tc.method, tc.path, tc.token, code, tc.want, body)
+			continue
+		}
+		if tc.detail != "" {
+			var p struct{ Detail string }
+			if err := json.Unmarshal(body, &p); err != nil || p.Detail != tc.detail {
+				t.Errorf("%s %s: detail %q, want %q", tc.method, tc.path, p.Detail, tc.detail)
+			}
+		}
+	}
+	if got := status(t, f.proxyURL+"/fast"); got != 200 {
+		t.Fatalf("refused toggles changed the route: %d", got)
+	}
+}
+
+// TestFaultToggleFillsBulkheadAndExpires turns an injected delay on for
+// the slow route at run time: the delayed requests hold the bulkhead's
+// slots like a slow upstream, the queue fills, the backpressure level
+// turns high, and the toggle turns itself off when its duration passes
+// on the fake clock.
+func TestFaultToggleFillsBulkheadAndExpires(t *testing.T) {
+	f := newFixture(t, "")
+	code, body := f.send(t, "POST", "/api/v1/routes/slow/fault", "", `{"delay": {"duration": "1h"}, "duration": "30s"}`)
+	if code != 200 {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	var st faultState
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	until := f.clk.Now().Add(30 * time.Second).UnixMilli()
+	if st.Until != until || st.Runtime == nil || st.Runtime.Delay == nil || *st.Runtime.Delay != (faultDelayView{"1h0m0s", 100}) ||
+		st.Configured != nil || st.Active == nil || st.Active.Source != "runtime" {
+		t.Fatalf("POST answered %s", body)
+	}
+
+	done := make(chan int, 3)
+	for range 3 {
+		go func() { done <- status(t, f.proxyURL+"/slow/x") }()
+	}
+	slow := f.p.Routes()[1].Admission()
+	f.clk.WaitTimers(2) // both slots held by injected delays (the queued one's max_wait is a third)
+	deadline := time.Now().Add(10 * time.Second)
+	for slow.Inflight() != 2 || slow.QueueDepth() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the delay never filled the bulkhead: inflight %d depth %d", slow.Inflight(), slow.QueueDepth())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for range 10 {
+		f.clk.Advance(50 * time.Millisecond)
+		f.smp.Sample()
+	}
+	var rs []routeSummary
+	f.getJSON(t, "/api/v1/routes", "", &rs)
+	if rs[1].BackpressureLevel != string(monitor.LevelHigh) {
+		t.Fatalf("backpressure under injected delay: %+v", rs[1])
+	}
+	want := faultSummary{Source: "runtime", Kinds: []faultKind{{"delay", 100}}, Until: until}
+	if rs[1].Fault == nil || rs[1].Fault.Source != want.Source || rs[1].Fault.Until != want.Until ||
+		len(rs[1].Fault.Kinds) != 1 || rs[1].Fault.Kinds[0] != want.Kinds[0] || rs[0].Fault != nil {
+		t.Fatalf("route summaries' fault: %+v, %+v", rs[0].Fault, rs[1].Fault)
+	}
+	var raw []map[string]any
+	f.getJSON(t, "/api/v1/routes", "", &raw)
+	if _, ok := raw[0]["fault"]; ok {
+		t.Fatalf("a route without a fault has the field: %v", raw[0])
+	}
+
+	f.clk.Advance(30 * time.Second)
+	f.getJSON(t, "/api/v1/routes/slow/fault", "", &st)
+	if st.Active != nil || st.Runtime != nil || st.Until != 0 {
+		t.Fatalf("after its duration the fault is still on: %+v", st)
+	}
+	// Release the delayed requests and the upstream.
+	f.releaseOnce()
+	f.clk.Advance(2 * time.Hour)
+	for range 3 {
+		<-done
+	}
+	// The queued request, admitted (if at all) after the toggle expired,
+	// is never delayed.
+	if n := f.p.Routes()[1].FaultsInjected("delay"); n != 2 {
+		t.Fatalf("delays injected: %d, want 2", n)
+	}
+}
+
+func TestFaultToggleDelete(t *testing.T) {
+	f := newFixture(t, "")
+	if code, body := f.send(t, "POST", "/api/v1/routes/fast/fault", "", `{"abort": {"status": 418}, "duration": "1m"}`); code != 200 {
+		t.Fatalf("POST: %d %s", code, body)
+	}
+	if got := status(t, f.proxyURL+"/fast"); got != 418 {
+		t.Fatalf("with the abort on: %d", got)
+	}
+	code, body := f.send(t, "DELETE", "/api/v1/routes/fast/fault", "", "")
+	var st faultState
+	if code != 200 || json.Unmarshal(body, &st) != nil || st.Active != nil || st.Runtime != nil {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	if got := status(t, f.proxyURL+"/fast"); got != 200 {
+		t.Fatalf("after DELETE: %d", got)
+	}
+}
