@@ -22,8 +22,9 @@ type Fault struct {
 	// header "Sluice-Fault: abort" and a problem+json body. Omitted = none.
 	Abort *FaultAbort `yaml:"abort"`
 	// BodyRate, in bytes per second, paces the response body the upstream
-	// sends back to the client; it applies to every faulted request that
-	// is forwarded. Default 0 (no pacing).
+	// sends back to the client, in chunks of a tenth of a second's worth.
+	// It applies to every eligible request that is forwarded (with a
+	// header percent, to that share of them). Default 0 (no pacing).
 	BodyRate int64 `yaml:"body_rate"`
 	// Reset drops the client's connection instead of answering: an HTTP/1
 	// connection is closed with a TCP RST (SO_LINGER 0), an HTTP/2 stream

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"sluice/breaker"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/internal/otlptest"
 	"sluice/internal/testutil"
+	"sluice/telemetry"
 )
 
 // faultRig is a real proxy in front of a real loopback upstream that
@@ -363,5 +366,43 @@ func TestRuntimeFaultAcrossReload(t *testing.T) {
 	reload(base.Timeout + time.Second) // changed route: it starts without one
 	if resp, _ := get(t, f.url+"/"); resp.StatusCode != 200 {
 		t.Fatalf("status %d after the route changed", resp.StatusCode)
+	}
+}
+
+func TestFaultInSpan(t *testing.T) {
+	rcv := otlptest.NewHTTP(t)
+	tp, err := telemetry.New(context.Background(), config.Tracing{
+		Exporter: "otlp", Protocol: "http/protobuf", Endpoint: rcv.Endpoint(), SampleRatio: 1, ServiceName: "sluice-test",
+	}, "v0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Shutdown(context.Background())
+	up := echoUpstream(t, "users")
+	p := startObservedProxy(t, fmt.Sprintf(`
+upstreams: [{name: users, targets: ["%s"]}]
+routes:
+  - {name: users-api, match: {path_prefix: /users}, upstream: users, fault: {abort: {status: 503}, header: X-Fault}}
+`, up.URL), Options{Tracer: tp.Tracer(), Propagator: tp.Propagator()})
+	req, _ := http.NewRequest("GET", p.URL+"/users/1", nil)
+	req.Header.Set("X-Fault", "on")
+	if resp, _ := do(t, req); resp.StatusCode != 503 {
+		t.Fatalf("faulted: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, p.URL+"/users/2"); resp.StatusCode != 200 {
+		t.Fatalf("unmarked: %d", resp.StatusCode)
+	}
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := rcv.Spans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans", len(spans))
+	}
+	if spans[0].Attributes["sluice.fault"] != "abort" {
+		t.Errorf("faulted span: sluice.fault = %v", spans[0].Attributes["sluice.fault"])
+	}
+	if _, has := spans[1].Attributes["sluice.fault"]; has {
+		t.Errorf("unmarked span carries sluice.fault: %v", spans[1].Attributes)
 	}
 }
