@@ -90,6 +90,11 @@ type guardedConn struct {
 	seen atomic.Uint32
 }
 
+// NetConn returns the connection beneath the guard, as tls.Conn.NetConn
+// does, for code that must set socket options on a hijacked connection
+// (an injected fault's reset sets SO_LINGER 0 on the TCP connection).
+func (c *guardedConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite half-closes the connection, as net/http does on a bare TCP
 // connection before it closes one with unread input (after a 431, or a
 // request body it did not read): the client then reads the answer before

@@ -241,9 +241,14 @@ func resetConn(w http.ResponseWriter, r *http.Request) {
 		}
 		panic(http.ErrAbortHandler)
 	}
+	// Under TLS and the framing guard, reset the TCP connection beneath.
 	c := conn
-	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
-		c = nc.NetConn() // under TLS, reset the TCP connection beneath
+	for {
+		nc, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		c = nc.NetConn()
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
