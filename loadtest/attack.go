@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -130,11 +132,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	o.defaults()
 	pacer := o.pacer()
+	// vegeta's own transport, but one Run can close when it is done, so
+	// that no idle connection outlives the run.
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: vegeta.DefaultConnections,
+	}
+	defer tr.CloseIdleConnections()
 	atk := vegeta.NewAttacker(
+		vegeta.Client(&http.Client{Transport: tr}),
 		vegeta.Timeout(o.Timeout),
 		vegeta.Redirects(vegeta.NoFollow), // a redirect is the service's answer
 		vegeta.MaxBody(0),                 // bodies are read and dropped
-		vegeta.KeepAlive(true),
 	)
 	target := vegeta.NewStaticTargeter(vegeta.Target{Method: "GET", URL: o.URL})
 
