@@ -13,7 +13,7 @@
 //
 // Results are gathered into one-second windows by the time each request
 // finished, so a window is complete when the clock leaves it; the offered
-// rate of a window is the schedule's, read at its middle.
+// load of a window is what the schedule sends in it.
 package loadtest
 
 import (

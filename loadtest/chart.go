@@ -10,10 +10,10 @@ import (
 // Chart geometry: two panels sharing the time axis, latency above,
 // offered load and goodput below.
 const (
-	chartW, chartH = 800, 520
+	chartW, chartH = 800, 530
 	padL, padR     = 70, 20
 	panelH         = 180
-	top1, top2     = 40, 300
+	top1, top2     = 56, 310
 )
 
 // WriteSVG draws the run per second: admitted p50 and p99 latency in the

@@ -179,8 +179,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if c := r.Capacity; c != nil {
 		if c.Found {
-			fmt.Fprintf(&b, "\n  capacity  %.0f req/s offered, %.0f req/s goodput (second %d);\n            broke at second %d: %s\n",
-				c.Offered, c.Goodput, c.Second, c.BrokeAt, c.Reason)
+			fmt.Fprintf(&b, "\n  capacity  %.0f req/s offered, %.0f req/s goodput (in %d–%ds);\n            broke in %d–%ds: %s\n",
+				c.Offered, c.Goodput, c.Second, c.Second+1, c.BrokeAt, c.BrokeAt+1, c.Reason)
 		} else {
 			fmt.Fprintf(&b, "\n  capacity  not found: %s\n", c.Reason)
 		}

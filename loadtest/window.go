@@ -12,7 +12,7 @@ import (
 // Window is one second of a run, by the time requests finished.
 type Window struct {
 	Second  int     `json:"second"`  // from the start of the run
-	Offered float64 `json:"offered"` // the schedule's req/s at the window's middle
+	Offered float64 `json:"offered"` // requests the schedule sends in this second
 	Sent    int     `json:"sent"`    // requests sent in this second (complete once the run is over)
 	OK      int     `json:"ok"`      // 2xx answers that finished in it
 	Refused int     `json:"refused"` // non-2xx answers that finished in it
@@ -103,7 +103,7 @@ func (c *collector) window(i int) Window {
 	b := c.at(i)
 	w := Window{
 		Second:  i,
-		Offered: c.pacer.Rate(time.Duration(i)*time.Second + time.Second/2),
+		Offered: c.planned(time.Duration(i)*time.Second, time.Duration(i+1)*time.Second),
 		Sent:    b.sent,
 		OK:      len(b.admitted),
 		Refused: len(b.refused),
@@ -114,6 +114,20 @@ func (c *collector) window(i int) Window {
 	w.AdmittedP50, w.AdmittedP99 = ms(quantile(a, 0.5)), ms(quantile(a, 0.99))
 	w.RefusedP50, w.RefusedP99 = ms(quantile(r, 0.5)), ms(quantile(r, 0.99))
 	return w
+}
+
+// planned is the number of requests the schedule sends from a to b,
+// none after the sending ended.
+func (c *collector) planned(a, b time.Duration) float64 {
+	end := c.o.Duration
+	if c.stopped > 0 {
+		end = min(end, c.stopped)
+	}
+	hits := func(t time.Duration) float64 {
+		x := min(t, end).Seconds()
+		return float64(c.o.From)*x + c.pacer.Slope*x*x/2
+	}
+	return hits(b) - hits(a)
 }
 
 // judge applies the capacity bounds to a closed window and reports
