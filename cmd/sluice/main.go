@@ -4,6 +4,7 @@
 //	sluice run [-config sluice.yaml]   run the proxy
 //	sluice demo [-load]                run on the embedded demo config
 //	sluice validate -config FILE       check a config and exit
+//	sluice loadtest -url URL ...       send an open-loop load, report
 //	sluice version                     print the version
 package main
 
@@ -48,6 +49,17 @@ usage:
   sluice validate -config FILE       check a config: exit 0, or print each
                                      error as FILE:LINE:COL: message, exit 1
                                      (exit 2 on a usage error)
+  sluice loadtest -url URL (-rate N | -ramp A:B) -duration D
+                  [-find-capacity [-max-p99 250ms] [-max-refused 5]]
+                  [-timeout 10s] [-json] [-chart FILE]
+                                     send an open-loop GET load (at most
+                                     100000 req/s, 10m) and report goodput,
+                                     latency of admitted and refused
+                                     requests, refusals by status and
+                                     Sluice-Reject reason, Retry-After,
+                                     errors; -find-capacity ramps until
+                                     p99 or the refused share breaks its
+                                     bound and prints the last rate within
   sluice version                     print the version
 `
 
@@ -65,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdDemo(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "loadtest":
+		return cmdLoadtest(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sluice %s\n", versionString())
 		return 0

@@ -43,8 +43,9 @@ var layers = [][]string{
 	// What the server assembles around the proxy.
 	{"admin", "certs", "framing"},
 	{"server"},
-	// The demo's synthetic upstreams and load, which the CLI serves.
-	{"demo"},
+	// The demo's synthetic upstreams and load, which the CLI serves, and
+	// the load tester behind `sluice loadtest`.
+	{"demo", "loadtest"},
 	// Programs and whole-system tests.
 	{"cmd/sluice", "bench", "soak", "e2e", "docs", "internal/layering"},
 }
