@@ -23,6 +23,7 @@ type Route struct {
 	maxBody int64         // request body limit in bytes; 0 = none
 
 	adm      *admission.Controller
+	errs     *monitor.ErrorRing // its recent upstream failures, for the admin API
 	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
 	rlValues *rlCache // recent RateLimit header values; nil without a rate limit
 
