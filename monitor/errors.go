@@ -60,4 +60,3 @@ func (r *ErrorRing) Len() int {
 	defer r.mu.Unlock()
 	return int(min(r.total, ErrorRingSize))
 }
-

@@ -48,9 +48,9 @@ type Upstream struct {
 	tr       *http.Transport // for health checks, and what h1 hands on
 	h1       *h1.Transport   // forwards requests: the common ones itself
 	rp       *httputil.ReverseProxy
-	health   *healthChecker   // nil without health_check
-	br       *breaker.Breaker // nil without breaker
-	codes    codeCounts       // upstream answers by status; 502/504 for no answer
+	health   *healthChecker     // nil without health_check
+	br       *breaker.Breaker   // nil without breaker
+	codes    codeCounts         // upstream answers by status; 502/504 for no answer
 	errs     *monitor.ErrorRing // its recent failures, for the admin API
 
 	stopMu       sync.Mutex // guards healthCancel, healthDone
