@@ -119,6 +119,7 @@ func (s *Server) routesAPI() {
 	api("/api/v1/upstreams", s.upstreams)
 	api("/api/v1/upstreams/{name}", s.upstream)
 	api("/api/v1/config", s.config)
+	s.errorsAPI(api)
 	api("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such API endpoint")
 	})

@@ -176,6 +176,38 @@ func upstreamStatus(clientCtx, reqCtx context.Context, err error) int {
 	return http.StatusBadGateway
 }
 
+// failureKind classifies a finished request for the error rings, next to
+// upstreamStatus so the two mappings agree: "" when the upstream did not
+// fail (a success, a client that left, a body over max_body_bytes);
+// refused for a dial that failed; timeout for a response header, dial or
+// route deadline; reset for a connection broken before or during the
+// response; 5xx for an upstream answer of 500 or above.
+func failureKind(st *reqState) string {
+	if st.clientCtx.Err() != nil && st.status != http.StatusGatewayTimeout {
+		return "" // the client left: not the upstream's failure
+	}
+	if st.aborted {
+		return "reset"
+	}
+	if st.err == nil {
+		if st.upstream >= 500 {
+			return "5xx"
+		}
+		return ""
+	}
+	switch st.status {
+	case StatusClientClosed, http.StatusRequestEntityTooLarge:
+		return ""
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	}
+	var op *net.OpError
+	if errors.As(st.err, &op) && op.Op == "dial" {
+		return "refused"
+	}
+	return "reset"
+}
+
 // direct reports whether serveRoute forwards r itself (forwardDirect)
 // rather than through httputil.ReverseProxy: the request and target are
 // ones the direct path takes, and r is not traced (its span's context is

@@ -148,6 +148,7 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 		fault:    newRouteFault(rc.Fault),
 		adm:      admission.New(rc, u.br, p.clk),
 		codes:    new(codeCounts),
+		errs:     monitor.NewErrorRing(p.clk),
 		latWin:   monitor.NewHistogram(),
 		qwaitWin: monitor.NewHistogram(),
 		durHist: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -24,8 +24,9 @@ type Route struct {
 	fault   *routeFault   // configured and runtime fault injection; never nil
 
 	adm      *admission.Controller
-	rlPolicy []string // RateLimit-Policy header value; nil without a rate limit
-	rlValues *rlCache // recent RateLimit header values; nil without a rate limit
+	errs     *monitor.ErrorRing // its recent upstream failures, for the admin API
+	rlPolicy []string           // RateLimit-Policy header value; nil without a rate limit
+	rlValues *rlCache           // recent RateLimit header values; nil without a rate limit
 
 	codes     *codeCounts          // answers by status (shared across reloads)
 	durHist   prometheus.Histogram // sluice_request_duration_seconds

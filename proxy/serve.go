@@ -147,6 +147,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 			st.aborted = true
 			tg.inflight.Add(-1)
 			d.Finish(breaker.Ignored)
+			recordFailure(rt, tg, st)
 		}
 	}()
 
@@ -174,6 +175,9 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		rt.up.codes.inc(st.upstream)
 	case st.err != nil && st.status != StatusClientClosed:
 		rt.up.codes.inc(st.status) // 502 or 504: the upstream gave no answer
+	}
+	if st.err != nil || st.upstream >= 500 {
+		recordFailure(rt, tg, st)
 	}
 	if st.err != nil {
 		p.log.LogAttrs(ctx, logLevel(st.status), "upstream request failed",

@@ -15,6 +15,7 @@ import (
 	"sluice/breaker"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/monitor"
 	"sluice/proxy/internal/direct"
 	"sluice/proxy/internal/h1"
 )
@@ -47,9 +48,10 @@ type Upstream struct {
 	tr       *http.Transport // for health checks, and what h1 hands on
 	h1       *h1.Transport   // forwards requests: the common ones itself
 	rp       *httputil.ReverseProxy
-	health   *healthChecker   // nil without health_check
-	br       *breaker.Breaker // nil without breaker
-	codes    codeCounts       // upstream answers by status; 502/504 for no answer
+	health   *healthChecker     // nil without health_check
+	br       *breaker.Breaker   // nil without breaker
+	codes    codeCounts         // upstream answers by status; 502/504 for no answer
+	errs     *monitor.ErrorRing // its recent failures, for the admin API
 
 	stopMu       sync.Mutex // guards healthCancel, healthDone
 	healthCancel context.CancelFunc
@@ -107,7 +109,7 @@ func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstrea
 	if err != nil {
 		return nil, err
 	}
-	u := &Upstream{cfg: c, name: c.Name, balancer: bal, balance: c.Balance}
+	u := &Upstream{cfg: c, name: c.Name, balancer: bal, balance: c.Balance, errs: monitor.NewErrorRing(clk)}
 	urls := c.TargetURLs
 	if urls == nil { // config not validated by Parse (e.g. built in code)
 		for _, s := range c.Targets {
