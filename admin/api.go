@@ -42,7 +42,15 @@ type routeSummary struct {
 	BackpressureLevel string        `json:"backpressure_level"`
 	BackpressureRatio float64       `json:"backpressure_ratio"`
 	Fault             *faultSummary `json:"fault,omitempty"` // the fault injected now; omitted when none
+	// RecentErrors are the route's last few upstream failures, newest
+	// first (all of them at /api/v1/routes/{name}/errors); omitted when
+	// there are none.
+	RecentErrors []monitor.ErrorEntry `json:"recent_errors,omitempty"`
 }
+
+// summaryErrors is how many of a route's recent upstream failures its
+// summary carries: enough for the dashboard card, cheap to poll each second.
+const summaryErrors = 3
 
 type quantilesMs struct {
 	Count uint64  `json:"count"`
@@ -170,6 +178,9 @@ func (s *Server) summary(rt *proxy.Route) routeSummary {
 		BackpressureLevel: string(bp.Level),
 		BackpressureRatio: bp.Ratio,
 		Fault:             activeFault(rt, s.o.Clock.Now()),
+	}
+	if errs, _ := rt.RecentErrors(); len(errs) > 0 {
+		rs.RecentErrors = errs[:min(len(errs), summaryErrors)]
 	}
 	if bh := adm.Bulkhead(); bh != nil {
 		rs.MaxConcurrent, rs.QueueCapacity = bh.MaxConcurrent(), bh.MaxDepth()

@@ -37,6 +37,10 @@ func newFixture(t *testing.T, token string) *fixture {
 		if strings.HasPrefix(r.URL.Path, "/slow") {
 			<-release
 		}
+		if strings.HasSuffix(r.URL.Path, "/boom") {
+			w.WriteHeader(http.StatusInternalServerError) // an upstream failure, for the errors API
+			return
+		}
 		io.WriteString(w, "ok")
 	}))
 	releaseAll := func() { once.Do(func() { close(release) }) }

@@ -161,6 +161,7 @@
     f.ratio.textContent = pct(d.backpressure_ratio);
     f.limits.textContent = limitsText(d);
     faultText(f.fault, d.fault);
+    errorsList(f.errors, d.recent_errors);
     meter(f['inflight-bar'], f.inflight, d.inflight, d.max_concurrent, d.max_concurrent ? '' : 'unlimited');
     meter(f['queue-bar'], f.queue, d.queue_depth, d.queue_capacity, d.max_concurrent ? '' : 'no queue');
     f['admitted-rate'].textContent = fmtRate(d.admitted_per_sec) + '/s';
@@ -181,6 +182,22 @@
     });
     card.draw = () => drawRoute(card);
     card.draw();
+  }
+
+  // errorsList shows the route's last upstream failures (the API's
+  // "recent_errors", newest first), one line each: time, kind, status,
+  // target.
+  function errorsList(el, errs) {
+    errs = errs || [];
+    el.hidden = errs.length === 0;
+    const text = errs.map((e) => new Date(e.time).toLocaleTimeString() + ' ' + e.kind + ' ' + e.status + ' ' + e.target);
+    if (el.dataset.text === text.join('\n')) return;
+    el.dataset.text = text.join('\n');
+    el.replaceChildren(...text.map((t) => {
+      const li = document.createElement('li');
+      li.textContent = t;
+      return li;
+    }));
   }
 
   // faultText shows the fault injected now (the API's "fault", absent
