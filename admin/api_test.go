@@ -78,9 +78,11 @@ routes:
 	return f
 }
 
-func (f *fixture) getJSON(t *testing.T, path, token string, v any) int {
+// send makes one request to the admin listener, with the bearer token
+// if given, and checks that any answer but 200 is a problem body.
+func (f *fixture) send(t *testing.T, method, path, token, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", f.adminURL+path, nil)
+	req, _ := http.NewRequest(method, f.adminURL+path, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -89,18 +91,24 @@ func (f *fixture) getJSON(t *testing.T, path, token string, v any) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if v != nil && resp.StatusCode == 200 {
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			t.Errorf("%s %s: %d with Content-Type %q, want a problem", method, path, resp.StatusCode, ct)
+		}
+	}
+	return resp.StatusCode, b
+}
+
+func (f *fixture) getJSON(t *testing.T, path, token string, v any) int {
+	t.Helper()
+	code, body := f.send(t, "GET", path, token, "")
+	if v != nil && code == 200 {
 		if err := json.Unmarshal(body, v); err != nil {
 			t.Fatalf("%s: %v\n%s", path, err, body)
 		}
 	}
-	if resp.StatusCode != 200 {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-			t.Errorf("%s: %d with Content-Type %q, want a problem", path, resp.StatusCode, ct)
-		}
-	}
-	return resp.StatusCode
+	return code
 }
 
 func status(t *testing.T, url string) int {

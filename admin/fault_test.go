@@ -2,34 +2,11 @@ package admin
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	"sluice/monitor"
 )
-
-func (f *fixture) send(t *testing.T, method, path, token, body string) (int, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(method, f.adminURL+path, strings.NewReader(body))
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-			t.Errorf("%s %s: %d with Content-Type %q, want a problem", method, path, resp.StatusCode, ct)
-		}
-	}
-	return resp.StatusCode, b
-}
 
 func TestFaultToggleAuthAndErrors(t *testing.T) {
 	f := newFixture(t, "s3cret")
