@@ -15,46 +15,17 @@ import (
 // block is a few hundred bytes.
 const maxFaultBody = 64 << 10
 
-// faultView is a fault block as JSON, with the YAML field names and Go
-// duration strings, as POST takes it.
-type faultView struct {
-	Delay          *faultDelayView `json:"delay,omitempty"`
-	Abort          *faultAbortView `json:"abort,omitempty"`
-	BodyRate       int64           `json:"body_rate,omitempty"`
-	Reset          *faultResetView `json:"reset,omitempty"`
-	Header         string          `json:"header,omitempty"`
-	CountAsFailure bool            `json:"count_as_failure,omitempty"`
-}
-
-type faultDelayView struct {
-	Duration string  `json:"duration"`
-	Percent  float64 `json:"percent"`
-}
-
-type faultAbortView struct {
-	Status  int     `json:"status"`
-	Percent float64 `json:"percent"`
-}
-
-type faultResetView struct {
-	Percent float64 `json:"percent"`
-}
-
-func viewOf(f *config.Fault) *faultView {
+// viewOf is a fault block as JSON with the YAML field names and Go
+// duration strings, as POST takes it; nil without one.
+func viewOf(f *config.Fault) map[string]any {
 	if f == nil {
 		return nil
 	}
-	v := &faultView{BodyRate: f.BodyRate, Header: f.Header, CountAsFailure: f.CountAsFailure}
-	if d := f.Delay; d != nil {
-		v.Delay = &faultDelayView{Duration: d.Duration.String(), Percent: d.Percent}
+	m, err := config.Plain(f)
+	if err != nil {
+		return nil // a config value always marshals
 	}
-	if a := f.Abort; a != nil {
-		v.Abort = &faultAbortView{Status: a.Status, Percent: a.Percent}
-	}
-	if r := f.Reset; r != nil {
-		v.Reset = &faultResetView{Percent: r.Percent}
-	}
-	return v
+	return m
 }
 
 // faultSummary is the fault that applies to a route now, in the route
@@ -104,11 +75,11 @@ func activeFault(rt *proxy.Route, now time.Time) *faultSummary {
 
 // faultState is the answer of GET, POST and DELETE /api/v1/routes/{name}/fault.
 type faultState struct {
-	Route      string        `json:"route"`
-	Active     *faultSummary `json:"active"`     // null: no fault applies
-	Configured *faultView    `json:"configured"` // the route's fault block; null without one
-	Runtime    *faultView    `json:"runtime"`    // the admin API's fault; null without one
-	Until      int64         `json:"until"`      // Unix ms when Runtime ends; 0 without one
+	Route      string         `json:"route"`
+	Active     *faultSummary  `json:"active"`     // null: no fault applies
+	Configured map[string]any `json:"configured"` // the route's fault block; null without one
+	Runtime    map[string]any `json:"runtime"`    // the admin API's fault; null without one
+	Until      int64          `json:"until"`      // Unix ms when Runtime ends; 0 without one
 }
 
 func (s *Server) faultAPI() {

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -62,7 +63,7 @@ func TestFaultToggleFillsBulkheadAndExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := f.clk.Now().Add(30 * time.Second).UnixMilli()
-	if st.Until != until || st.Runtime == nil || st.Runtime.Delay == nil || *st.Runtime.Delay != (faultDelayView{"1h0m0s", 100}) ||
+	if st.Until != until || fmt.Sprint(st.Runtime["delay"]) != "map[duration:1h0m0s percent:100]" ||
 		st.Configured != nil || st.Active == nil || st.Active.Source != "runtime" {
 		t.Fatalf("POST answered %s", body)
 	}

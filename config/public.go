@@ -22,7 +22,14 @@ func (c *Config) Public() (map[string]any, error) {
 		t.ACME = &a
 		cp.TLS = &t
 	}
-	b, err := yaml.Marshal(&cp) // durations marshal in Go syntax ("250ms")
+	return Plain(&cp)
+}
+
+// Plain returns a config value (a *Config, a *Fault, ...) as plain maps and
+// slices keyed by its YAML names, ready for JSON: durations in Go syntax
+// ("250ms"), as a user writes them. A nil pointer gives nil.
+func Plain(v any) (map[string]any, error) {
+	b, err := yaml.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
