@@ -228,12 +228,7 @@ func TestErrorAnswers(t *testing.T) {
 // Date, Content-Length of its body, Cache-Control no-store, close.
 func TestErrorAnswerHeaders(t *testing.T) {
 	s := serveGuarded(t)
-	c, err := net.Dial("tcp", s.plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := s.dialPlain(t)
 	io.WriteString(c, "GET/\r\n\r\n")
 	raw, err := io.ReadAll(c)
 	if err != nil {
@@ -260,12 +255,7 @@ func TestErrorAnswerHeaders(t *testing.T) {
 // connection, since the guard no longer follows it.
 func TestUpgradeThroughGuard(t *testing.T) {
 	s := serveGuarded(t)
-	c, err := net.Dial("tcp", s.plain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := s.dialPlain(t)
 	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
@@ -336,3 +326,16 @@ func TestGuardLargeBodyThenNext(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// dialPlain connects to the guarded plain listener, with a deadline that
+// turns a hung server into a failed read, and closes at cleanup.
+func (s *guarded) dialPlain(t *testing.T) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", s.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
