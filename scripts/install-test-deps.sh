@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 #   prometheus  for promtool, which checks the live /metrics exposition
 #   pebble      a real ACME server for the automatic-HTTPS tests
 #   chromium    a real headless browser for the dashboard test
-apt_packages=(prometheus pebble chromium)
+#   redis-server  the shared store of global rate limits and shared breakers
+apt_packages=(prometheus pebble chromium redis-server)
 
 missing=()
 for pkg in "${apt_packages[@]}"; do

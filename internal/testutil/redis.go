@@ -1,0 +1,196 @@
+package testutil
+
+import (
+	"bufio"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Redis is a real redis-server (Debian's redis-server) started by a test on
+// a free loopback port, with no persistence, killed when the test ends. A
+// fault test may Kill it and Start it again on the same port.
+type Redis struct {
+	Addr     string // host:port
+	Password string // requirepass, "" for none
+	t        *testing.T
+	bin      string
+	dir      string
+	mu       sync.Mutex // guards cmd, exited
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	Out      *SyncBuffer
+}
+
+// RedisOptions configure StartRedis.
+type RedisOptions struct {
+	Password string // requirepass
+}
+
+// StartRedis starts redis-server on a free loopback port and waits until it
+// answers PING.
+func StartRedis(t *testing.T, o RedisOptions) *Redis {
+	t.Helper()
+	r := &Redis{
+		Addr:     "127.0.0.1:" + strconv.Itoa(FreePort(t)),
+		Password: o.Password,
+		t:        t,
+		bin:      NeedTool(t, "redis-server"),
+		dir:      t.TempDir(),
+		Out:      &SyncBuffer{},
+	}
+	r.Start()
+	t.Cleanup(r.Kill)
+	return r
+}
+
+// Start runs the server (again) on r.Addr and waits until it answers.
+func (r *Redis) Start() {
+	r.t.Helper()
+	_, port, _ := net.SplitHostPort(r.Addr)
+	args := []string{
+		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no",
+	}
+	if r.Password != "" {
+		args = append(args, "--requirepass", r.Password)
+	}
+	cmd := exec.Command(r.bin, args...)
+	cmd.Stdout, cmd.Stderr = r.Out, r.Out
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("redis-server: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	r.mu.Lock()
+	r.cmd, r.exited = cmd, exited
+	r.mu.Unlock()
+	deadline := time.Now().Add(15 * time.Second)
+	for !r.ping() {
+		select {
+		case <-exited:
+			r.t.Fatalf("redis-server exited:\n%s", r.Out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server did not come up on %s:\n%s", r.Addr, r.Out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Kill ends the server at once (SIGKILL): connections drop, nothing is
+// saved. It does nothing if the server is not running.
+func (r *Redis) Kill() {
+	r.mu.Lock()
+	cmd, exited := r.cmd, r.exited
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-exited
+}
+
+// Do sends one command in RESP and returns the first line of the reply, for
+// tests that read or reset the server's state without a client library.
+func (r *Redis) Do(args ...string) string {
+	r.t.Helper()
+	c, err := net.DialTimeout("tcp", r.Addr, 2*time.Second)
+	if err != nil {
+		r.t.Fatalf("redis %s: %v", r.Addr, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	if r.Password != "" {
+		c.Write(resp("AUTH", r.Password))
+		if l, _ := br.ReadString('\n'); !strings.HasPrefix(l, "+OK") {
+			r.t.Fatalf("redis AUTH: %q", l)
+		}
+	}
+	c.Write(resp(args...))
+	line, err := br.ReadString('\n')
+	if err != nil {
+		r.t.Fatalf("redis %v: %v", args, err)
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if strings.HasPrefix(line, "$") && line != "$-1" {
+		v, _ := br.ReadString('\n')
+		return strings.TrimRight(v, "\r\n")
+	}
+	return line
+}
+
+func (r *Redis) ping() bool {
+	c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	c.Write(resp("PING"))
+	l, err := bufio.NewReader(c).ReadString('\n')
+	// An unauthenticated PING is refused with NOAUTH, which still says the
+	// server is up.
+	return err == nil && (strings.HasPrefix(l, "+PONG") || strings.HasPrefix(l, "-NOAUTH"))
+}
+
+func resp(args ...string) []byte {
+	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
+	for _, a := range args {
+		b = append(b, "$"+strconv.Itoa(len(a))+"\r\n"+a+"\r\n"...)
+	}
+	return b
+}
+
+// StartSilent listens on a free loopback port, accepts every connection and
+// reads what it is sent, but never answers: a store that is up at the TCP
+// level and hangs every command. It returns the address; the listener and
+// its connections close when the test ends.
+func StartSilent(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
