@@ -28,6 +28,9 @@ type Config struct {
 	Upstreams []Upstream `yaml:"upstreams"`
 	// Routes are tried in order; the first match wins. At least one is required.
 	Routes []Route `yaml:"routes"`
+	// Redis is the store replicas share global rate limits and breaker
+	// trips through. Omitted = every limit and breaker is local.
+	Redis *Redis `yaml:"redis"`
 
 	// File is the name the config was loaded from, used in error messages.
 	File string `yaml:"-"`
@@ -178,6 +181,9 @@ type Breaker struct {
 	// FailureStatuses are upstream statuses counted as failures, in addition
 	// to connect errors and timeouts. Default [502, 503, 504].
 	FailureStatuses []int `yaml:"failure_statuses"`
+	// Shared publishes each trip through redis, so that every replica opens
+	// the upstream's breaker for the same time. Default false. Needs redis.
+	Shared bool `yaml:"shared"`
 }
 
 // Route maps matching requests to an upstream, with admission control.
@@ -271,6 +277,47 @@ type RateLimit struct {
 	// flood of distinct keys cannot grow memory. An evicted key starts again
 	// with a full bucket. Default 100000.
 	MaxKeys int `yaml:"max_keys"`
+	// Scope is local (each replica its own bucket) or global (one bucket
+	// per key shared by every replica through redis). Default local.
+	Scope string `yaml:"scope"`
+	// Replicas is how many replicas share a global bucket. While redis is
+	// unreachable each replica limits alone to rps ÷ replicas (burst ÷
+	// replicas, rounded up); unset, to the full rps and burst. Default 0
+	// (unset). Only with scope global.
+	Replicas int `yaml:"replicas"`
+}
+
+// Redis configures the shared store (a single server, or a Redis Cluster
+// when addrs lists more than one node).
+type Redis struct {
+	// Addrs are host:port addresses. Required, at least one.
+	Addrs []string `yaml:"addrs"`
+	// PasswordFile names a file holding the password (AUTH); surrounding
+	// white space is trimmed. Default "" (no password).
+	PasswordFile string `yaml:"password_file"`
+	// Username for Redis ACLs, with PasswordFile. Default "" (the default user).
+	Username string `yaml:"username"`
+	// DB is the database number. Default 0; must be 0 for a cluster.
+	DB int `yaml:"db"`
+	// TLS connects with TLS, verifying the server against the system roots
+	// or CAFile. Default false.
+	TLS bool `yaml:"tls"`
+	// CAFile is a PEM file of roots to trust for TLS. Default "" (system roots).
+	CAFile string `yaml:"ca_file"`
+	// DialTimeout bounds connecting to a node. Default 200ms.
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// Timeout is the most a request may wait for a decision from redis;
+	// when it passes the request is decided by the local fallback bucket
+	// and the store is marked down. Default 5ms.
+	Timeout time.Duration `yaml:"timeout"`
+	// PoolSize is the most connections per node. Default 10 per CPU.
+	PoolSize int `yaml:"pool_size"`
+	// FailOpen starts sluice, and lets a reload succeed, when redis refuses
+	// the credentials or the database: it logs the error and limits
+	// locally until redis accepts them. Default false: a wrong password is
+	// a startup (or reload) error. An unreachable redis is never an error:
+	// limits fall back to local buckets until it answers.
+	FailOpen bool `yaml:"fail_open"`
 }
 
 // Bulkhead caps concurrency to the upstream.
@@ -379,6 +426,10 @@ func (u *Upstream) setDefaults() {
 	}
 }
 
+func (r *Redis) setDefaults() {
+	*r = Redis{DialTimeout: 200 * time.Millisecond, Timeout: 5 * time.Millisecond}
+}
+
 func (h *HealthCheck) setDefaults() {
 	*h = HealthCheck{Path: "/healthz", Interval: 5 * time.Second, Timeout: time.Second, UnhealthyAfter: 3, HealthyAfter: 2}
 }
@@ -409,7 +460,7 @@ func (f *FaultReset) setDefaults() { *f = FaultReset{Percent: 100} }
 
 // setDefaults leaves Burst at 0; validation fills it from RPS when the key
 // was not written.
-func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none", MaxKeys: 100000} }
+func (r *RateLimit) setDefaults() { *r = RateLimit{Key: "none", MaxKeys: 100000, Scope: "local"} }
 
 func (b *Bulkhead) setDefaults() { *b = Bulkhead{MaxConcurrent: 50} }
 

@@ -119,6 +119,17 @@ func TestFull(t *testing.T) {
 			ServiceName: "edge-proxy",
 		},
 		Monitoring: Monitoring{SampleInterval: 100 * time.Millisecond, Samples: 200},
+		Redis: &Redis{
+			Addrs:        []string{"redis-0.redis:6379", "redis-1.redis:6379"},
+			Username:     "sluice",
+			PasswordFile: "/etc/sluice/redis-password",
+			TLS:          true,
+			CAFile:       "/etc/sluice/redis-ca.pem",
+			DialTimeout:  300 * time.Millisecond,
+			Timeout:      3 * time.Millisecond,
+			PoolSize:     32,
+			FailOpen:     true,
+		},
 		Upstreams: []Upstream{
 			{
 				Name:                  "users",
@@ -136,6 +147,7 @@ func TestFull(t *testing.T) {
 					OpenTimeout:         45 * time.Second,
 					HalfOpenRequests:    5,
 					FailureStatuses:     []int{500, 502},
+					Shared:              true,
 				},
 				TargetURLs: []*url.URL{mustURL(t, "http://127.0.0.1:9001"), mustURL(t, "https://users.internal:9443/v1")},
 			},
@@ -158,7 +170,7 @@ func TestFull(t *testing.T) {
 				StripPrefix:  true,
 				Timeout:      5 * time.Second,
 				MaxBodyBytes: 1048576,
-				RateLimit:    &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000},
+				RateLimit:    &RateLimit{RPS: 2.5, Burst: 10, Key: "header:X-Api-Key", MaxKeys: 5000, Scope: "global", Replicas: 3},
 				Bulkhead:     &Bulkhead{MaxConcurrent: 20, Adaptive: &Adaptive{Algorithm: "aimd", Min: 4, Max: 64}},
 				Queue: Queue{MaxDepth: 0, MaxWait: time.Second, Discipline: "codel",
 					CoDel: CoDel{Target: 10 * time.Millisecond, Interval: 200 * time.Millisecond}},
@@ -170,7 +182,7 @@ func TestFull(t *testing.T) {
 				Match:     Match{Path: "/status"},
 				Upstream:  "static",
 				Timeout:   0,
-				RateLimit: &RateLimit{RPS: 2.5, Burst: 3, Key: "client_ip", MaxKeys: 100000},
+				RateLimit: &RateLimit{RPS: 2.5, Burst: 3, Key: "client_ip", MaxKeys: 100000, Scope: "local"},
 				Queue:     defaultQueue,
 			},
 		},
@@ -283,7 +295,7 @@ routes:
 		t.Error(d)
 	}
 	// Burst defaults to rps rounded up.
-	rl := &RateLimit{RPS: 7.2, Burst: 8, Key: "none", MaxKeys: 100000}
+	rl := &RateLimit{RPS: 7.2, Burst: 8, Key: "none", MaxKeys: 100000, Scope: "local"}
 	for _, d := range diff("RateLimit", reflect.ValueOf(cfg.Routes[0].RateLimit), reflect.ValueOf(rl)) {
 		t.Error(d)
 	}
@@ -402,7 +414,7 @@ routes:
 	if got := cfg.Upstreams[1].Targets; !reflect.DeepEqual(got, []string{"http://127.0.0.1:1"}) {
 		t.Errorf("upstreams[1].targets = %v", got)
 	}
-	if got := *cfg.Routes[1].RateLimit; got != (RateLimit{RPS: 5, Burst: 5, Key: "client_ip", MaxKeys: 100000}) {
+	if got := *cfg.Routes[1].RateLimit; got != (RateLimit{RPS: 5, Burst: 5, Key: "client_ip", MaxKeys: 100000, Scope: "local"}) {
 		t.Errorf("routes[1].rate_limit = %+v", got)
 	}
 	if cfg.Routes[0].RateLimit == cfg.Routes[1].RateLimit {

@@ -53,7 +53,7 @@ func TestDecodeErrors(t *testing.T) {
 		{
 			name: "unknown key at top level",
 			src:  "listen: \":8080\"\n" + base,
-			want: []string{`1:1: unknown key "listen" at top level (known keys: server, tls, admin, tracing, monitoring, upstreams, routes)`},
+			want: []string{`1:1: unknown key "listen" at top level (known keys: server, tls, admin, tracing, monitoring, upstreams, routes, redis)`},
 		},
 		{
 			name: "unknown key nested",

@@ -8,12 +8,17 @@ import (
 
 // Public returns the effective config (defaults applied) as plain maps and
 // slices keyed by the YAML names, ready for JSON, with secrets redacted:
-// the admin token file's path is replaced by "(redacted)", and any user
+// the admin token file's and redis password file's paths are replaced by "(redacted)", and any user
 // info in a URL is dropped.
 func (c *Config) Public() (map[string]any, error) {
 	cp := *c
 	if cp.Admin.TokenFile != "" {
 		cp.Admin.TokenFile = "(redacted)"
+	}
+	if cp.Redis != nil && cp.Redis.PasswordFile != "" {
+		r := *cp.Redis
+		r.PasswordFile = "(redacted)"
+		cp.Redis = &r
 	}
 	cp.Tracing.Endpoint = withoutUserinfo(cp.Tracing.Endpoint)
 	if cp.TLS != nil && cp.TLS.ACME != nil {

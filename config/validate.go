@@ -45,6 +45,7 @@ func (c *Config) validate() Errors {
 	v.tls()
 	v.tracing()
 	v.monitoring()
+	v.redis()
 	v.upstreams()
 	v.routes()
 	return v.errs
@@ -173,6 +174,9 @@ func (v *validator) upstreams() {
 		}
 		if b := u.Breaker; b != nil {
 			v.breaker(p+".breaker", b)
+			if b.Shared && v.c.Redis == nil {
+				v.errorf(p+".breaker.shared", "%s.breaker.shared needs a top-level redis: block to share trips through", p)
+			}
 		}
 	}
 }
@@ -405,6 +409,15 @@ func (v *validator) rateLimit(p string, rl *RateLimit) {
 		rl.Burst = int(min(max(1, math.Ceil(rl.RPS)), math.MaxInt32))
 	}
 	v.atLeastOne(p+".max_keys", rl.MaxKeys)
+	v.oneOf(p+".scope", rl.Scope, "local", "global")
+	switch {
+	case rl.Scope == "global" && v.c.Redis == nil:
+		v.errorf(p+".scope", "%s.scope global needs a top-level redis: block to share the bucket through", p)
+	case v.written(p+".replicas") && rl.Scope != "global":
+		v.errorf(p+".replicas", "%s.replicas applies only to scope: global", p)
+	case v.written(p + ".replicas"):
+		v.atLeastOne(p+".replicas", rl.Replicas)
+	}
 	switch name, isHeader := strings.CutPrefix(rl.Key, "header:"); {
 	case rl.Key == "none" || rl.Key == "client_ip":
 	case !isHeader:
@@ -414,6 +427,52 @@ func (v *validator) rateLimit(p string, rl *RateLimit) {
 	default:
 		// One spelling per header, as http.Header stores it.
 		rl.Key = "header:" + textproto.CanonicalMIMEHeaderKey(name)
+	}
+}
+
+func (v *validator) redis() {
+	r := v.c.Redis
+	if r == nil {
+		return
+	}
+	if len(r.Addrs) == 0 {
+		v.errorf("redis.addrs", "redis.addrs must list at least one host:port address")
+	}
+	for i, a := range r.Addrs {
+		p := fmt.Sprintf("redis.addrs[%d]", i)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				err = errors.New(ae.Err)
+			}
+			v.errorf(p, "%s %q is not a host:port address: %v", p, a, err)
+			continue
+		}
+		if n, err := strconv.Atoi(port); host == "" || err != nil || n < 1 || n > 65535 {
+			v.errorf(p, "%s %q needs a host and a port 1-65535", p, a)
+		}
+	}
+	if r.DB < 0 {
+		v.errorf("redis.db", "redis.db must be >= 0, got %d", r.DB)
+	} else if r.DB != 0 && len(r.Addrs) > 1 {
+		v.errorf("redis.db", "redis.db must be 0 with several addrs: a Redis Cluster has only database 0")
+	}
+	if r.Username != "" && r.PasswordFile == "" {
+		v.errorf("redis.username", "redis.username needs redis.password_file")
+	}
+	if r.CAFile != "" && !r.TLS {
+		v.errorf("redis.ca_file", "redis.ca_file needs redis.tls: true")
+	}
+	v.positiveDuration("redis.dial_timeout", r.DialTimeout)
+	v.positiveDuration("redis.timeout", r.Timeout)
+	// The timeout is a budget added to a request's latency; a second or more
+	// is a mistake for a decision that takes ~100µs on a healthy server.
+	if r.Timeout >= time.Second {
+		v.errorf("redis.timeout", "redis.timeout must be below 1s: it is added to the latency of a request when redis is slow; got %v", r.Timeout)
+	}
+	if v.written("redis.pool_size") {
+		v.atLeastOne("redis.pool_size", r.PoolSize)
 	}
 }
 
