@@ -12,6 +12,7 @@ import (
 	"sluice/bulkhead"
 	"sluice/clock"
 	"sluice/config"
+	"sluice/redisstore"
 )
 
 // Controller admits or refuses the requests of one route. It is safe for
@@ -47,14 +48,21 @@ type Controller struct {
 
 // New builds the controller of a validated route. br is the breaker of the
 // route's upstream, shared by every route to it, or nil. clk nil = wall clock.
+// A global rate limit is local here; see NewShared.
 func New(rc config.Route, br *breaker.Breaker, clk clock.Clock) *Controller {
+	return NewShared(rc, br, clk, nil)
+}
+
+// NewShared is New with the store a global rate limit shares its buckets
+// through (nil: every limit is local).
+func NewShared(rc config.Route, br *breaker.Breaker, clk clock.Clock, s *redisstore.Store) *Controller {
 	if clk == nil {
 		clk = clock.Real()
 	}
 	c := &Controller{route: rc.Name, clk: clk}
 	c.br.Store(br)
 	if rc.RateLimit != nil {
-		c.rl = NewRateLimiter(*rc.RateLimit)
+		c.rl = newRateLimiter(*rc.RateLimit, rc.Name, s)
 	}
 	c.class = bulkhead.ClassDefault
 	c.discipline = rc.Queue.Discipline
@@ -358,6 +366,9 @@ func (c *Controller) Backpressured(now time.Time) bool {
 	}
 	if c.rl == nil {
 		return false
+	}
+	if g := c.rl.global; g != nil && g.store.Up() && g.single != nil {
+		return g.backpressured(now)
 	}
 	if c.rl.single != nil {
 		return c.rl.single.TokensAt(now) < 1

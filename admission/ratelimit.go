@@ -12,34 +12,74 @@ import (
 	"golang.org/x/time/rate"
 
 	"sluice/config"
+	"sluice/redisstore"
 )
 
 // RateLimiter is a route's token bucket (golang.org/x/time/rate), either one
-// for the whole route or one per key (client IP or a header's value).
+// for the whole route or one per key (client IP or a header's value). With
+// scope global the buckets are shared by every replica through Redis (see
+// globalBucket), and the local buckets are the fallback while Redis cannot
+// answer.
 type RateLimiter struct {
-	keyCfg string // as configured: none, client_ip or header:<Name>
-	limit  rate.Limit
+	keyCfg string     // as configured: none, client_ip or header:<Name>
+	limit  rate.Limit // the configured rate and burst, shared or not
 	burst  int
-	single *rate.Limiter // key none
-	header string        // canonical header name for header:<Name> keys
-	byIP   bool          // key client_ip
-	table  *keyTable     // per-key buckets; nil for key none
+	header string // canonical header name for header:<Name> keys
+	byIP   bool   // key client_ip
+
+	// The local buckets: the limit itself with scope local, the fallback
+	// share with scope global.
+	single *rate.Limiter            // key none
+	table  *keyTable[*rate.Limiter] // per-key buckets; nil for key none
+
+	global *globalBucket // nil: scope local
 }
 
-// NewRateLimiter builds the limiter a validated rate_limit block describes.
-func NewRateLimiter(c config.RateLimit) *RateLimiter {
+// NewRateLimiter builds the local limiter a validated rate_limit block
+// describes, whatever its scope.
+func NewRateLimiter(c config.RateLimit) *RateLimiter { return newRateLimiter(c, "", nil) }
+
+// newRateLimiter builds the limiter of route's rate_limit block c: shared
+// through s when c.Scope is global and s is not nil.
+func newRateLimiter(c config.RateLimit, route string, s *redisstore.Store) *RateLimiter {
 	l := &RateLimiter{keyCfg: c.Key, limit: rate.Limit(c.RPS), burst: c.Burst}
 	switch {
 	case c.Key == "client_ip":
 		l.byIP = true
 	case strings.HasPrefix(c.Key, "header:"):
 		l.header = strings.TrimPrefix(c.Key, "header:")
-	default:
-		l.single = rate.NewLimiter(l.limit, l.burst)
+	}
+	keyed := l.byIP || l.header != ""
+	localLimit, localBurst := l.limit, l.burst
+	if c.Scope == "global" && s != nil {
+		l.global = newGlobalBucket(s, route, c.RPS, c.Burst, c.Replicas, keyed, c.MaxKeys)
+		// While Redis is down each replica limits alone. With replicas set
+		// it takes its share, so N replicas together stay near the global
+		// limit; unset, it takes the whole limit: a replica cannot count
+		// its peers, and admitting N× the limit for a while is safer for an
+		// outage than throttling a lone replica to a fraction of it.
+		if c.Replicas > 0 {
+			localLimit = rate.Limit(c.RPS / float64(c.Replicas))
+			localBurst = max(1, (c.Burst+c.Replicas-1)/c.Replicas)
+		}
+	}
+	if !keyed {
+		l.single = rate.NewLimiter(localLimit, localBurst)
 		return l
 	}
-	l.table = newKeyTable(c.MaxKeys, func() *rate.Limiter { return rate.NewLimiter(l.limit, l.burst) })
+	l.table = newKeyTable(c.MaxKeys, func(string) *rate.Limiter { return rate.NewLimiter(localLimit, localBurst) })
 	return l
+}
+
+// Global reports whether the buckets are shared through Redis.
+func (l *RateLimiter) Global() bool { return l.global != nil }
+
+// Store is the shared store of a global limit, nil for a local one.
+func (l *RateLimiter) Store() *redisstore.Store {
+	if l.global == nil {
+		return nil
+	}
+	return l.global.store
 }
 
 // RPS is the refill rate.
@@ -70,9 +110,19 @@ func (l *RateLimiter) Keys() int {
 // the bucket is full again, and when refused the real delay until the next
 // token (the Retry-After of rate_limited).
 func (l *RateLimiter) Allow(r *http.Request, now time.Time) (ok bool, remaining int, reset, delay time.Duration) {
+	var key string
+	if l.single == nil {
+		key = l.key(r)
+	}
+	if g := l.global; g != nil && g.store.Up() {
+		var decided bool
+		if ok, remaining, reset, delay, decided = g.allow(key, now); decided {
+			return ok, remaining, reset, delay
+		}
+	}
 	lim := l.single
 	if lim == nil {
-		lim = l.table.get(l.key(r))
+		lim = l.table.get(key)
 	}
 	ok = lim.AllowN(now, 1)
 	tokens := lim.TokensAt(now)
@@ -82,7 +132,7 @@ func (l *RateLimiter) Allow(r *http.Request, now time.Time) (ok bool, remaining 
 		delay = l.durationFor(1 - tokens)
 	}
 	remaining = int(math.Max(0, math.Floor(tokens)))
-	reset = l.durationFor(float64(l.burst) - tokens)
+	reset = l.durationFor(float64(lim.Burst()) - tokens)
 	return ok, remaining, reset, delay
 }
 
@@ -120,63 +170,64 @@ func (l *RateLimiter) key(r *http.Request) string {
 // the hand last passed survives one more round, so keys in steady use stay
 // while a flood of one-off keys evicts mostly itself. Memory is bounded by
 // maxKeys whatever the traffic.
-type keyTable struct {
+type keyTable[T any] struct {
 	seed   maphash.Seed
-	shards []keyShard
-	fresh  func() *rate.Limiter
+	shards []keyShard[T]
+	fresh  func(key string) T
 }
 
-type keyShard struct {
+type keyShard[T any] struct {
 	mu   sync.Mutex // guards m, ring, hand
-	m    map[string]*keyEntry
-	ring []*keyEntry // eviction order, at most cap entries
+	m    map[string]*keyEntry[T]
+	ring []*keyEntry[T] // eviction order, at most cap entries
 	hand int
 	cap  int
 }
 
-type keyEntry struct {
+type keyEntry[T any] struct {
 	key  string
-	lim  *rate.Limiter
+	val  T
 	used bool // set on each hit; cleared as the hand passes
 }
 
-func newKeyTable(maxKeys int, fresh func() *rate.Limiter) *keyTable {
+func newKeyTable[T any](maxKeys int, fresh func(key string) T) *keyTable[T] {
 	n := 1
 	for n < 64 && n*256 < maxKeys { // shards of at least 256 keys, at most 64 shards
 		n *= 2
 	}
-	t := &keyTable{seed: maphash.MakeSeed(), shards: make([]keyShard, n), fresh: fresh}
+	t := &keyTable[T]{seed: maphash.MakeSeed(), shards: make([]keyShard[T], n), fresh: fresh}
 	per, extra := maxKeys/n, maxKeys%n
 	for i := range t.shards {
 		c := per
 		if i < extra {
 			c++
 		}
-		t.shards[i] = keyShard{m: make(map[string]*keyEntry), cap: max(c, 1)}
+		t.shards[i] = keyShard[T]{m: make(map[string]*keyEntry[T]), cap: max(c, 1)}
 	}
 	return t
 }
 
-func (t *keyTable) get(key string) *rate.Limiter {
+func (t *keyTable[T]) get(key string) T {
 	s := &t.shards[maphash.String(t.seed, key)&uint64(len(t.shards)-1)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.m[key]; ok {
 		e.used = true
-		return e.lim
+		return e.val
 	}
-	e := &keyEntry{key: strings.Clone(key), lim: t.fresh()}
+	k := strings.Clone(key)
+	e := &keyEntry[T]{key: k, val: t.fresh(k)}
 	if len(s.ring) < s.cap {
 		s.ring = append(s.ring, e)
 	} else {
 		s.evictLocked(e)
 	}
 	s.m[e.key] = e
-	return e.lim
+	return e.val
 }
 
 // evictLocked replaces the first entry not used since the hand last passed.
-func (s *keyShard) evictLocked(e *keyEntry) {
+func (s *keyShard[T]) evictLocked(e *keyEntry[T]) {
 	for {
 		v := s.ring[s.hand]
 		if v.used {
@@ -191,7 +242,7 @@ func (s *keyShard) evictLocked(e *keyEntry) {
 	}
 }
 
-func (t *keyTable) len() int {
+func (t *keyTable[T]) len() int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]

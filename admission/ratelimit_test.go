@@ -111,7 +111,7 @@ func TestRateLimitHeaderKey(t *testing.T) {
 
 func TestKeyTableBounded(t *testing.T) {
 	const max = 1000
-	tab := newKeyTable(max, func() *rate.Limiter { return rate.NewLimiter(1, 1) })
+	tab := newKeyTable(max, func(string) *rate.Limiter { return rate.NewLimiter(1, 1) })
 	for i := 0; i < 50*max; i++ {
 		tab.get(fmt.Sprintf("k%d", i))
 	}
@@ -124,7 +124,7 @@ func TestKeyTableBounded(t *testing.T) {
 // a hot key is used between every insert: CLOCK's second chance keeps it,
 // so a steady client keeps its bucket state under a key flood.
 func TestKeyTableKeepsHotKeys(t *testing.T) {
-	tab := newKeyTable(256, func() *rate.Limiter { return rate.NewLimiter(1, 1) })
+	tab := newKeyTable(256, func(string) *rate.Limiter { return rate.NewLimiter(1, 1) })
 	if len(tab.shards) != 1 {
 		t.Fatalf("%d shards, want 1 for 256 keys", len(tab.shards))
 	}
@@ -144,7 +144,7 @@ func TestKeyTableMemory(t *testing.T) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		tab := newKeyTable(10000, func() *rate.Limiter { return rate.NewLimiter(1, 1) })
+		tab := newKeyTable(10000, func(string) *rate.Limiter { return rate.NewLimiter(1, 1) })
 		for i := 0; i < keys; i++ {
 			tab.get(fmt.Sprintf("client-%d", i))
 		}

@@ -20,6 +20,7 @@ import (
 	"sluice/config"
 	"sluice/monitor"
 	"sluice/proxy/internal/fault"
+	"sluice/redisstore"
 )
 
 // Proxy is the http.Handler of the proxy listener.
@@ -102,14 +103,42 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 // keeps its rate-limit buckets, bulkhead and queue, counters and
 // histograms. A route whose own settings are unchanged but whose upstream
 // was rebuilt keeps its state too and is pointed at the new breaker.
+//
+// The store of the redis block is carried over while the block is unchanged;
+// a changed block opens a new one (an error, such as refused credentials,
+// fails the compile), and every route with a global limit and upstream with
+// a shared breaker is rebuilt on it.
 func (p *Proxy) compile(cfg *config.Config, old *table) (*table, error) {
 	t := &table{byName: make(map[string]*Upstream, len(cfg.Upstreams))}
+	var oldStore *redisstore.Store
+	if old != nil {
+		oldStore = old.store
+	}
+	switch {
+	case cfg.Redis == nil:
+	case oldStore != nil && reflect.DeepEqual(oldStore.Config(), *cfg.Redis):
+		t.store = oldStore
+	default:
+		s, err := redisstore.Open(*cfg.Redis, p.log)
+		if err != nil {
+			return nil, err
+		}
+		t.store = s
+	}
+	storeChanged := t.store != oldStore
+	fail := func(err error) (*table, error) {
+		if storeChanged && t.store != nil {
+			t.store.Close()
+		}
+		return nil, err
+	}
 	for _, uc := range cfg.Upstreams {
 		u := old.upstream(uc.Name)
-		if u == nil || !reflect.DeepEqual(u.cfg, uc) {
+		shared := uc.Breaker != nil && uc.Breaker.Shared
+		if u == nil || !reflect.DeepEqual(u.cfg, uc) || shared && storeChanged {
 			var err error
 			if u, err = newUpstream(uc, p.log, p.clk); err != nil {
-				return nil, fmt.Errorf("upstream %q: %w", uc.Name, err)
+				return fail(fmt.Errorf("upstream %q: %w", uc.Name, err))
 			}
 		}
 		t.upstreams = append(t.upstreams, u)
@@ -118,9 +147,10 @@ func (p *Proxy) compile(cfg *config.Config, old *table) (*table, error) {
 	for _, rc := range cfg.Routes {
 		u := t.byName[rc.Upstream]
 		if u == nil {
-			return nil, fmt.Errorf("route %q: unknown upstream %q", rc.Name, rc.Upstream)
+			return fail(fmt.Errorf("route %q: unknown upstream %q", rc.Name, rc.Upstream))
 		}
-		if prev := old.route(rc.Name); prev != nil && reflect.DeepEqual(prev.cfg, rc) {
+		global := rc.RateLimit != nil && rc.RateLimit.Scope == "global"
+		if prev := old.route(rc.Name); prev != nil && reflect.DeepEqual(prev.cfg, rc) && !(global && storeChanged) {
 			if prev.up != u {
 				moved := *prev
 				moved.up = u
@@ -130,13 +160,13 @@ func (p *Proxy) compile(cfg *config.Config, old *table) (*table, error) {
 			t.routes = append(t.routes, prev)
 			continue
 		}
-		t.routes = append(t.routes, p.newRoute(rc, u))
+		t.routes = append(t.routes, p.newRoute(rc, u, t.store))
 	}
 	t.seal()
 	return t, nil
 }
 
-func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
+func (p *Proxy) newRoute(rc config.Route, u *Upstream, store *redisstore.Store) *Route {
 	nameJSON, _ := json.Marshal(rc.Name)
 	rt := &Route{
 		cfg:      rc,
@@ -146,7 +176,7 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream) *Route {
 		timeout:  rc.Timeout,
 		maxBody:  rc.MaxBodyBytes,
 		fault:    newRouteFault(rc.Fault),
-		adm:      admission.New(rc, u.br, p.clk),
+		adm:      admission.NewShared(rc, u.br, p.clk, store),
 		codes:    new(codeCounts),
 		errs:     monitor.NewErrorRing(p.clk),
 		latWin:   monitor.NewHistogram(),
@@ -208,6 +238,9 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 	}
 	p.retire(old, t)
+	if old.store != nil && old.store != t.store {
+		old.store.Close()
+	}
 	return nil
 }
 
@@ -286,10 +319,17 @@ func (p *Proxy) Close() {
 	}
 	p.mu.Unlock()
 	p.running.Wait()
-	for _, u := range p.tab.Load().upstreams {
+	t := p.tab.Load()
+	for _, u := range t.upstreams {
 		u.close()
 	}
+	if t.store != nil {
+		t.store.Close()
+	}
 }
+
+// Store returns the store of the redis block, or nil.
+func (p *Proxy) Store() *redisstore.Store { return p.tab.Load().store }
 
 // Routes returns the routes in match order.
 func (p *Proxy) Routes() []*Route { return p.tab.Load().routes }

@@ -9,6 +9,7 @@ import (
 	"sluice/config"
 	"sluice/monitor"
 	"sluice/proxy/internal/routing"
+	"sluice/redisstore"
 )
 
 // Route is one compiled entry of the routing table.
@@ -72,6 +73,7 @@ type table struct {
 	byName    map[string]*Upstream
 	routeIdx  map[string]*Route // routes by name
 	index     *routing.Index    // first-match lookup without a scan, by position in routes
+	store     *redisstore.Store // the redis block's store; nil without one
 }
 
 // seal builds the lookup structures once the routes are all in.

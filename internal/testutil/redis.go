@@ -98,8 +98,11 @@ func (r *Redis) Kill() {
 	<-exited
 }
 
-// Do sends one command in RESP and returns the first line of the reply, for
-// tests that read or reset the server's state without a client library.
+// Do sends one command in RESP and returns the reply as text, for tests that
+// read or reset the server's state without a client library: a simple
+// string or error as its line ("+OK", "-ERR ..."), an integer as ":N", a
+// bulk string as its value ("$-1" for nil), an array as its elements
+// joined by spaces.
 func (r *Redis) Do(args ...string) string {
 	r.t.Helper()
 	c, err := net.DialTimeout("tcp", r.Addr, 2*time.Second)
@@ -116,16 +119,34 @@ func (r *Redis) Do(args ...string) string {
 		}
 	}
 	c.Write(resp(args...))
-	line, err := br.ReadString('\n')
+	v, err := readReply(br)
 	if err != nil {
 		r.t.Fatalf("redis %v: %v", args, err)
 	}
-	line = strings.TrimRight(line, "\r\n")
-	if strings.HasPrefix(line, "$") && line != "$-1" {
-		v, _ := br.ReadString('\n')
-		return strings.TrimRight(v, "\r\n")
+	return v
+}
+
+func readReply(br *bufio.Reader) (string, error) {
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
 	}
-	return line
+	line = strings.TrimRight(line, "\r\n")
+	switch {
+	case strings.HasPrefix(line, "$") && line != "$-1":
+		v, err := br.ReadString('\n')
+		return strings.TrimRight(v, "\r\n"), err
+	case strings.HasPrefix(line, "*") && line != "*-1":
+		n, _ := strconv.Atoi(line[1:])
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(br); err != nil {
+				return "", err
+			}
+		}
+		return strings.Join(parts, " "), nil
+	}
+	return line, nil
 }
 
 func (r *Redis) ping() bool {
