@@ -66,6 +66,7 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 			return nil, err
 		}
 	}
+	quietClient.Do(func() { redis.SetLogger(debugLog{}) })
 	s := &Store{cfg: cfg, log: log, timeout: cfg.Timeout, stop: make(chan struct{})}
 	o := &redis.UniversalOptions{
 		Addrs:     cfg.Addrs,
@@ -87,10 +88,9 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 		WriteTimeout:          time.Second,
 		ContextTimeoutEnabled: true,
 		// A retry cannot fit in a decision budget of a few milliseconds.
-		MaxRetries:   -1,
-		PoolSize:     cfg.PoolSize,
-		PoolTimeout:  cfg.Timeout,
-		MinIdleConns: 1,
+		MaxRetries:  -1,
+		PoolSize:    cfg.PoolSize,
+		PoolTimeout: cfg.Timeout,
 		// No CLIENT SETINFO or maintenance-notification handshake: fewer
 		// round trips per connection, and servers older than 7.2 accept it.
 		DisableIdentity:          true,
@@ -113,6 +113,16 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 		s.startProbe()
 	}
 	return s, nil
+}
+
+// quietClient sends go-redis's own log lines (one per failed dial, say) to
+// debug level: the store logs each change of Redis's state once itself.
+var quietClient sync.Once
+
+type debugLog struct{}
+
+func (debugLog) Printf(_ context.Context, format string, v ...any) {
+	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // refusedCredentials reports whether Redis answered but refused the
