@@ -64,6 +64,20 @@ type rateLimitInfo struct {
 	Burst int     `json:"burst"`
 	Key   string  `json:"key"`
 	Keys  int     `json:"keys"` // per-key buckets held now
+	Scope string  `json:"scope"`
+	// Store is the shared store of a global limit; omitted for a local one.
+	Store *storeInfo `json:"store,omitempty"`
+}
+
+// storeInfo is the state of the Redis a global limit shares its buckets
+// through. While it is down the route limits locally, to FallbackRPS and
+// FallbackBurst.
+type storeInfo struct {
+	Up            bool    `json:"up"`
+	ErrorsTotal   uint64  `json:"errors_total"`
+	LastError     string  `json:"last_error,omitempty"`
+	FallbackRPS   float64 `json:"fallback_rps"`
+	FallbackBurst int     `json:"fallback_burst"`
 }
 
 type routeDetail struct {
@@ -239,7 +253,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		d.QueueMaxWaitMs = bh.MaxWait().Milliseconds()
 	}
 	if rl := adm.RateLimiter(); rl != nil {
-		d.RateLimit = &rateLimitInfo{RPS: rl.RPS(), Burst: rl.Burst(), Key: rl.Key(), Keys: rl.Keys()}
+		d.RateLimit = &rateLimitInfo{RPS: rl.RPS(), Burst: rl.Burst(), Key: rl.Key(), Keys: rl.Keys(), Scope: "local"}
+		if st := rl.Store(); st != nil {
+			d.RateLimit.Scope = "global"
+			frps, fburst := rl.Fallback()
+			d.RateLimit.Store = &storeInfo{Up: st.Up(), ErrorsTotal: st.Errors(), LastError: st.LastError(), FallbackRPS: frps, FallbackBurst: fburst}
+		}
 	}
 	if adm.Bulkhead() != nil {
 		d.QueueDiscipline = adm.QueueDiscipline()

@@ -32,6 +32,9 @@ type RateLimiter struct {
 	single *rate.Limiter            // key none
 	table  *keyTable[*rate.Limiter] // per-key buckets; nil for key none
 
+	localLimit rate.Limit // the local buckets' rate and burst
+	localBurst int
+
 	global *globalBucket // nil: scope local
 }
 
@@ -63,6 +66,7 @@ func newRateLimiter(c config.RateLimit, route string, s *redisstore.Store) *Rate
 			localBurst = max(1, (c.Burst+c.Replicas-1)/c.Replicas)
 		}
 	}
+	l.localLimit, l.localBurst = localLimit, localBurst
 	if !keyed {
 		l.single = rate.NewLimiter(localLimit, localBurst)
 		return l
@@ -73,6 +77,15 @@ func newRateLimiter(c config.RateLimit, route string, s *redisstore.Store) *Rate
 
 // Global reports whether the buckets are shared through Redis.
 func (l *RateLimiter) Global() bool { return l.global != nil }
+
+// Fallback is the rate and burst of the local buckets: the limit itself for
+// scope local, the share a replica keeps to while Redis is down for global.
+func (l *RateLimiter) Fallback() (rps float64, burst int) {
+	if l.single != nil {
+		return float64(l.single.Limit()), l.single.Burst()
+	}
+	return float64(l.localLimit), l.localBurst
+}
 
 // Store is the shared store of a global limit, nil for a local one.
 func (l *RateLimiter) Store() *redisstore.Store {

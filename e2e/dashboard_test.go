@@ -21,6 +21,7 @@ import (
 
 	"sluice/config"
 	"sluice/demo"
+	"sluice/internal/testutil"
 	"sluice/server"
 )
 
@@ -50,6 +51,7 @@ func needChromium(t *testing.T) {
 type stack struct {
 	proxy, admin string // base URLs
 	token        string
+	redis        *testutil.Redis // the api route's global rate limit is shared through it
 }
 
 func startStack(t *testing.T) *stack {
@@ -86,7 +88,7 @@ func startStack(t *testing.T) *stack {
 
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	st := &stack{token: hex.EncodeToString(tok)}
+	st := &stack{token: hex.EncodeToString(tok), redis: testutil.StartRedis(t, testutil.RedisOptions{})}
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(st.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -95,6 +97,7 @@ func startStack(t *testing.T) *stack {
 server: {listen: "127.0.0.1:0", shutdown_grace: 1s, access_log: false}
 admin: {listen: "127.0.0.1:0", token_file: %q}
 monitoring: {sample_interval: 50ms, samples: 40}
+redis: {addrs: [%q], timeout: 100ms}
 upstreams:
   - {name: api, targets: [%q]}
   - {name: slow, targets: [%q]}
@@ -105,7 +108,7 @@ routes:
   - name: api
     match: {path_prefix: /api}
     upstream: api
-    rate_limit: {rps: 200, burst: 400}
+    rate_limit: {rps: 200, burst: 400, scope: global, replicas: 2}
   - name: slow
     match: {path_prefix: /slow}
     upstream: slow
@@ -116,7 +119,7 @@ routes:
     match: {path_prefix: /flaky}
     upstream: flaky
     timeout: 5s
-`, tokenFile, api.URL, slow.URL, flaky.URL))
+`, tokenFile, st.redis.Addr, api.URL, slow.URL, flaky.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +170,7 @@ type page struct {
 	Reasons  []string `json:"reasons"`
 	Breaker  string   `json:"breaker"`
 	Routes   []string `json:"routes"`
+	Store    string   `json:"store"` // the api card's redis-down warning, "" when hidden
 }
 
 const readPage = `(() => {
@@ -180,6 +184,10 @@ const readPage = `(() => {
     reasons: r ? [...r.querySelectorAll('tr[data-reason]')].map((e) => e.dataset.reason) : [],
     breaker: u ? u.dataset.breakerState : '',
     routes: [...document.querySelectorAll('[data-route]')].map((e) => e.dataset.route),
+    store: (() => {
+      const el = document.querySelector('[data-route="api"] [data-f="store"]');
+      return el && !el.hidden ? el.textContent : '';
+    })(),
   };
 })()`
 
@@ -296,6 +304,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	p = waitFor(t, ctx, "the slow route's rejections to rise", func(p page) bool { return p.Rejected > seen && len(p.Reasons) > 0 })
 	t.Logf("slow: %d rejected, by %v", p.Rejected, p.Reasons)
 	waitFor(t, ctx, "the flaky breaker to show open", func(p page) bool { return p.Breaker == "open" })
+	if p.Store != "" {
+		t.Errorf("the api card warns %q with Redis up", p.Store)
+	}
 
 	if update {
 		// A minute of history in the charts, then the moment the story
@@ -322,6 +333,16 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		t.Logf("wrote docs/dashboard.png")
 	}
+
+	// With Redis gone the api route's card says it limits locally, to its
+	// share of the global limit, and says nothing once Redis is back.
+	st.redis.Kill()
+	p = waitFor(t, ctx, "the api card to warn that Redis is down", func(p page) bool { return p.Store != "" })
+	if want := "redis down: limiting locally to 100/s, burst 200"; p.Store != want {
+		t.Errorf("api card: %q, want %q", p.Store, want)
+	}
+	st.redis.Start()
+	waitFor(t, ctx, "the warning to go once Redis is back", func(p page) bool { return p.Store == "" })
 
 	mu.Lock()
 	defer mu.Unlock()

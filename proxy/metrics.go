@@ -29,6 +29,8 @@ var (
 	descClassRej    = prometheus.NewDesc("sluice_admission_class_rejected_total", "Requests refused, by priority class and reason (routes with priority only).", []string{"route", "class", "reason"}, nil)
 	descClassDepth  = prometheus.NewDesc("sluice_queue_class_depth", "Requests of each priority class waiting now (routes with priority only).", []string{"route", "class"}, nil)
 	descLimit       = prometheus.NewDesc("sluice_concurrency_limit", "The adaptive concurrency limit now (routes with bulkhead.adaptive only); also sluice_bulkhead_capacity.", []string{"route"}, nil)
+	descStoreUp     = prometheus.NewDesc("sluice_ratelimit_store_up", "1 while the redis block's store answers in time (global limits are shared), 0 while replicas limit locally.", nil, nil)
+	descStoreErrs   = prometheus.NewDesc("sluice_ratelimit_store_errors_total", "Commands to the redis block's store that failed or overran redis.timeout.", nil, nil)
 	descUpstream    = prometheus.NewDesc("sluice_upstream_requests_total", "Requests sent upstream, by the upstream's status (502/504 when it gave no answer).", []string{"upstream", "code"}, nil)
 )
 
@@ -87,6 +89,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.p.unmatched.each(func(code int, n uint64) { counter(descRequests, float64(n), "", strconv.Itoa(code)) })
+	if st := t.store; st != nil {
+		up := 0.0
+		if st.Up() {
+			up = 1
+		}
+		gauge(descStoreUp, up)
+		counter(descStoreErrs, float64(c.p.storeErrors(st)))
+	}
 	for _, u := range t.upstreams {
 		u.codes.each(func(code int, n uint64) { counter(descUpstream, float64(n), u.name, strconv.Itoa(code)) })
 		if br := u.br; br != nil {

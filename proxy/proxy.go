@@ -36,6 +36,10 @@ type Proxy struct {
 
 	unmatched codeCounts // answers to requests no route matched
 
+	// retiredStoreErrs are the errors of stores a reload replaced, so that
+	// sluice_ratelimit_store_errors_total never goes back.
+	retiredStoreErrs atomic.Uint64
+
 	// noDirect sends every request through httputil.ReverseProxy, for the
 	// tests that compare it with forwardDirect.
 	noDirect bool
@@ -240,8 +244,14 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	p.retire(old, t)
 	if old.store != nil && old.store != t.store {
 		old.store.Close()
+		p.retiredStoreErrs.Add(old.store.Errors())
 	}
 	return nil
+}
+
+// storeErrors is the errors of st and of the stores before it.
+func (p *Proxy) storeErrors(st *redisstore.Store) uint64 {
+	return p.retiredStoreErrs.Load() + st.Errors()
 }
 
 // retire records the controllers of old that t no longer uses and that

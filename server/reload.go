@@ -19,7 +19,8 @@ import (
 // invalid file leaves the running config serving (the error is logged and
 // counted in sluice_config_reloads_total{result="error"}). Blocks that
 // listeners or background services were built from (server, tls, admin,
-// tracing, monitoring) take effect only on restart; a change to them is
+// tracing, monitoring) take effect only on restart; the redis block is
+// reloaded (a block Redis refuses fails the reload); a change to them is
 // logged and the running values are kept.
 func (s *Server) Reload() error {
 	if s.configPath == "" {
@@ -42,7 +43,7 @@ func (s *Server) Reload() error {
 	}
 	cur := s.Config()
 	eff := *cur // keep the restart-only blocks as they run
-	eff.Upstreams, eff.Routes = next.Upstreams, next.Routes
+	eff.Upstreams, eff.Routes, eff.Redis = next.Upstreams, next.Routes, next.Redis
 	for _, key := range restartOnlyChanges(cur, next) {
 		s.log.Warn("config change needs a restart to take effect; keeping the running value", "key", key)
 	}

@@ -293,18 +293,21 @@ func TestMetricsPassPromtool(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer up.Close()
+	redis := testutil.StartRedis(t, testutil.RedisOptions{})
 	s := startServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
+redis: {addrs: [%q]}
 upstreams:
   - {name: u, targets: ["%s"], breaker: {consecutive_failures: 2}}
 routes:
   - {name: limited, match: {path_prefix: /limited}, upstream: u, rate_limit: {rps: 1, burst: 1}}
+  - {name: global, match: {path_prefix: /global}, upstream: u, rate_limit: {rps: 1, burst: 1, scope: global}}
   - {name: pooled, match: {path_prefix: /pooled}, upstream: u, bulkhead: {max_concurrent: 2}, queue: {max_depth: 2, max_wait: 1s}}
   - {name: failing, match: {path_prefix: /fail}, upstream: u}
-`, up.URL))
+`, redis.Addr, up.URL))
 	base := "http://" + s.ProxyAddr()
-	for _, p := range []string{"/limited", "/limited", "/pooled", "/nowhere", "/fail", "/fail", "/fail"} {
+	for _, p := range []string{"/limited", "/limited", "/global", "/global", "/pooled", "/nowhere", "/fail", "/fail", "/fail"} {
 		status(t, base+p)
 	}
 	resp, err := http.Get("http://" + s.AdminAddr() + "/metrics")
@@ -328,6 +331,9 @@ routes:
 		`sluice_breaker_state{upstream="u"} 2`,
 		`sluice_requests_total{code="404",route=""} 1`,
 		`sluice_config_reloads_total{result="error"} 0`,
+		`sluice_admission_rejected_total{reason="rate_limited",route="global"} 1`,
+		"\nsluice_ratelimit_store_up 1\n",
+		"\nsluice_ratelimit_store_errors_total 0\n",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)

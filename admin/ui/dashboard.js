@@ -160,6 +160,7 @@
     f.level.textContent = level;
     f.ratio.textContent = pct(d.backpressure_ratio);
     f.limits.textContent = limitsText(d);
+    storeText(f.store, d.rate_limit);
     faultText(f.fault, d.fault);
     errorsList(f.errors, d.recent_errors);
     meter(f['inflight-bar'], f.inflight, d.inflight, d.max_concurrent, d.max_concurrent ? '' : 'unlimited');
@@ -214,9 +215,19 @@
     el.textContent = s;
   }
 
+  // storeText warns while a global rate limit cannot reach its Redis and
+  // limits locally (the API's rate_limit.store), e.g. "redis down: limiting
+  // locally to 33.3/s, burst 4".
+  function storeText(el, rl) {
+    const st = rl && rl.store;
+    const down = !!st && !st.up;
+    el.hidden = !down;
+    el.textContent = down ? 'redis down: limiting locally to ' + fmtRate(st.fallback_rps) + '/s, burst ' + st.fallback_burst : '';
+  }
+
   function limitsText(d) {
     const parts = [];
-    if (d.rate_limit) parts.push('rate ' + fmtRate(d.rate_limit.rps) + '/s, burst ' + d.rate_limit.burst + (d.rate_limit.key !== 'none' ? ' per ' + d.rate_limit.key : ''));
+    if (d.rate_limit) parts.push('rate ' + fmtRate(d.rate_limit.rps) + '/s, burst ' + d.rate_limit.burst + (d.rate_limit.key !== 'none' ? ' per ' + d.rate_limit.key : '') + (d.rate_limit.scope === 'global' ? ' (global)' : ''));
     if (d.max_concurrent) parts.push(d.max_concurrent + ' concurrent');
     if (d.max_concurrent) parts.push('queue ' + d.queue_capacity + (d.queue_max_wait_ms ? ' × ' + fmtMs(d.queue_max_wait_ms) : ''));
     if (d.timeout_ms) parts.push('timeout ' + fmtMs(d.timeout_ms));
