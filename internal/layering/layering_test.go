@@ -47,7 +47,7 @@ var layers = [][]string{
 	// the load tester behind `sluice loadtest`.
 	{"demo", "loadtest"},
 	// Programs and whole-system tests.
-	{"cmd/sluice", "bench", "soak", "e2e", "docs", "internal/layering"},
+	{"cmd/sluice", "bench", "soak", "e2e", "docs", "deploy", "internal/layering"},
 }
 
 // testOnly packages are imported by tests, never by the code they test.
