@@ -18,7 +18,7 @@ import (
 type Redis struct {
 	Addr     string // host:port
 	Password string // requirepass, "" for none
-	t        *testing.T
+	t        testing.TB
 	bin      string
 	dir      string
 	mu       sync.Mutex // guards cmd, exited
@@ -34,7 +34,7 @@ type RedisOptions struct {
 
 // StartRedis starts redis-server on a free loopback port and waits until it
 // answers PING.
-func StartRedis(t *testing.T, o RedisOptions) *Redis {
+func StartRedis(t testing.TB, o RedisOptions) *Redis {
 	t.Helper()
 	r := &Redis{
 		Addr:     "127.0.0.1:" + strconv.Itoa(FreePort(t)),
