@@ -18,6 +18,7 @@ import (
 type Redis struct {
 	Addr     string // host:port
 	Password string // requirepass, "" for none
+	tlsArgs  []string
 	t        testing.TB
 	bin      string
 	dir      string
@@ -30,6 +31,9 @@ type Redis struct {
 // RedisOptions configure StartRedis.
 type RedisOptions struct {
 	Password string // requirepass
+	// TLS, if set, serves TLS only, with this certificate (no client
+	// certificates asked for).
+	TLS *Cert
 }
 
 // StartRedis starts redis-server on a free loopback port and waits until it
@@ -44,6 +48,11 @@ func StartRedis(t testing.TB, o RedisOptions) *Redis {
 		dir:      t.TempDir(),
 		Out:      &SyncBuffer{},
 	}
+	if o.TLS != nil {
+		certFile, keyFile := filepath.Join(r.dir, "tls.crt"), filepath.Join(r.dir, "tls.key")
+		o.TLS.Install(t, certFile, keyFile)
+		r.tlsArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no"}
+	}
 	r.Start()
 	t.Cleanup(r.Kill)
 	return r
@@ -56,6 +65,10 @@ func (r *Redis) Start() {
 	args := []string{
 		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no",
+	}
+	if r.tlsArgs != nil {
+		args[1] = "0"
+		args = append(append(args, "--tls-port", port), r.tlsArgs...)
 	}
 	if r.Password != "" {
 		args = append(args, "--requirepass", r.Password)
@@ -71,7 +84,11 @@ func (r *Redis) Start() {
 	r.cmd, r.exited = cmd, exited
 	r.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
-	for !r.ping() {
+	up := r.ping
+	if r.tlsArgs != nil {
+		up = r.listening
+	}
+	for !up() {
 		select {
 		case <-exited:
 			r.t.Fatalf("redis-server exited:\n%s", r.Out)
@@ -161,6 +178,16 @@ func (r *Redis) ping() bool {
 	// An unauthenticated PING is refused with NOAUTH, which still says the
 	// server is up.
 	return err == nil && (strings.HasPrefix(l, "+PONG") || strings.HasPrefix(l, "-NOAUTH"))
+}
+
+// listening reports whether the TLS port accepts connections; Do and ping
+// speak plain RESP only.
+func (r *Redis) listening() bool {
+	c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
 }
 
 func resp(args ...string) []byte {
