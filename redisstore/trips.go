@@ -45,13 +45,16 @@ type trip struct {
 	left     time.Duration
 }
 
-// openTripKey sets the trip's key unless it already holds a later end.
+// openTripKey sets the trip's key unless it already holds a later end, and
+// publishes the trip. The channel is an argument, not a key: in a Redis
+// Cluster a script's keys must share a slot, and PUBLISH reaches every
+// node's subscribers anyway.
 var openTripKey = redis.NewScript(`
 local left = redis.call('PTTL', KEYS[1])
 if left < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 end
-return redis.call('PUBLISH', KEYS[2], ARGV[3])
+return redis.call('PUBLISH', ARGV[4], ARGV[3])
 `)
 
 // WatchTrips starts sharing the trips of the breakers named: h is called
@@ -100,7 +103,7 @@ func (s *Store) publishLoop(ctx context.Context) {
 			ms := max(tr.left.Milliseconds(), 1)
 			msg := t.id + " " + tr.upstream + " " + strconv.FormatInt(ms, 10)
 			cctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout+s.timeout)
-			err := openTripKey.Run(cctx, s.client, []string{tripKeyPrefix + tr.upstream, TripChannel}, ms, t.id, msg).Err()
+			err := openTripKey.Run(cctx, s.client, []string{tripKeyPrefix + tr.upstream}, ms, t.id, msg, TripChannel).Err()
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				s.fail(err)

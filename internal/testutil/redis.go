@@ -19,6 +19,7 @@ type Redis struct {
 	Addr     string // host:port
 	Password string // requirepass, "" for none
 	tlsArgs  []string
+	cluster  bool
 	t        testing.TB
 	bin      string
 	dir      string
@@ -65,6 +66,9 @@ func (r *Redis) Start() {
 	args := []string{
 		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no",
+	}
+	if r.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"))
 	}
 	if r.tlsArgs != nil {
 		args[1] = "0"
@@ -241,4 +245,50 @@ func StartSilent(t testing.TB) string {
 		mu.Unlock()
 	})
 	return ln.Addr().String()
+}
+
+// RedisCluster is a real Redis Cluster of masters without replicas, each a
+// redis-server on a free loopback port, its slots assigned by
+// `redis-cli --cluster create`.
+type RedisCluster struct {
+	Nodes []*Redis
+}
+
+// Addrs are the nodes' host:port addresses.
+func (c *RedisCluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// StartRedisCluster starts n nodes in cluster mode, creates the cluster and
+// waits until every node reports cluster_state:ok.
+func StartRedisCluster(t testing.TB, n int) *RedisCluster {
+	t.Helper()
+	cli := NeedTool(t, "redis-cli")
+	c := &RedisCluster{}
+	for range n {
+		r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), t: t, bin: NeedTool(t, "redis-server"), dir: t.TempDir(), Out: &SyncBuffer{}}
+		r.cluster = true
+		r.Start()
+		t.Cleanup(r.Kill)
+		c.Nodes = append(c.Nodes, r)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, r := range c.Nodes {
+		for !strings.Contains(r.Do("CLUSTER", "INFO"), "cluster_state:ok") {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s: %s", r.Addr, r.Do("CLUSTER", "INFO"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return c
 }
