@@ -63,3 +63,28 @@ routes:
 		t.Errorf("C's breaker open for %v, want the ~30s A set", left)
 	}
 }
+
+// TestSharedBreakerRedisDown: with Redis gone a shared breaker still trips
+// and refuses locally, and requests neither wait nor fail because of Redis.
+func TestSharedBreakerRedisDown(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(failing.Close)
+	a := startProxy(t, fmt.Sprintf(`
+redis: {addrs: [%q]}
+upstreams:
+  - {name: api, targets: [%q], breaker: {consecutive_failures: 2, open_timeout: 30s, shared: true}}
+routes:
+  - {name: api, match: {path_prefix: /}, upstream: api}
+`, r.Addr, failing.URL))
+	r.Kill()
+	codes := []int{}
+	for range 4 {
+		resp, _ := get(t, a.URL+"/")
+		codes = append(codes, resp.StatusCode)
+	}
+	if fmt.Sprint(codes) != "[502 502 503 503]" {
+		t.Fatalf("statuses %v with Redis down, want [502 502 503 503]: the breaker trips locally", codes)
+	}
+	testutil.WaitFor(t, "the failed publish marks the store down", func() bool { return !a.Store().Up() })
+}
