@@ -68,6 +68,7 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 	}
 	quietClient.Do(func() { redis.SetLogger(debugLog{}) })
 	s := &Store{cfg: cfg, log: log, timeout: cfg.Timeout, stop: make(chan struct{})}
+	s.trips.pub = make(chan trip, 64)
 	o := &redis.UniversalOptions{
 		Addrs:     cfg.Addrs,
 		DB:        cfg.DB,
@@ -216,12 +217,22 @@ func (s *Store) setErr(err error) {
 // fail records a failed command and marks the store down, logging the
 // change and starting the prober if it was up.
 func (s *Store) fail(err error) {
+	if s.isClosed() {
+		// A take in flight when a reload replaced the store: not an outage.
+		return
+	}
 	s.errors.Add(1)
 	s.setErr(err)
 	if s.up.CompareAndSwap(true, false) {
 		s.log.Warn("redis store down: limits are local until it answers", "addrs", s.cfg.Addrs, "error", err.Error())
 		s.startProbe()
 	}
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *Store) startProbe() {

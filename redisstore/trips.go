@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,14 +31,15 @@ const (
 type TripHandler func(upstream string, left time.Duration)
 
 type tripState struct {
-	once    sync.Once
-	id      string // this replica, to ignore its own messages
-	pub     chan trip
-	mu      sync.Mutex // guards names, handler
-	names   []string
-	handler TripHandler
-	cancel  context.CancelFunc
-	done    chan struct{}
+	once     sync.Once
+	id       string    // this replica, to ignore its own messages
+	pub      chan trip // made by Open
+	watching atomic.Bool
+	mu       sync.Mutex // guards names, handler, cancel, done
+	names    []string
+	handler  TripHandler
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 type trip struct {
@@ -65,16 +67,22 @@ func (s *Store) WatchTrips(names []string, h TripHandler) {
 	t := &s.trips
 	t.mu.Lock()
 	t.names, t.handler = append([]string(nil), names...), h
+	started := t.done != nil
 	t.mu.Unlock()
+	if len(names) == 0 && !started {
+		return // nothing shared yet: no subscription
+	}
 	t.once.Do(func() {
 		var b [8]byte
 		rand.Read(b[:])
 		t.id = hex.EncodeToString(b[:])
-		t.pub = make(chan trip, 64)
 		ctx, cancel := context.WithCancel(context.Background())
+		t.mu.Lock()
 		t.cancel, t.done = cancel, make(chan struct{})
+		t.mu.Unlock()
 		s.wg.Go(func() { s.publishLoop(ctx) })
 		s.wg.Go(func() { defer close(t.done); s.watchLoop(ctx) })
+		t.watching.Store(true)
 	})
 	t.resync(s)
 }
@@ -84,7 +92,7 @@ func (s *Store) WatchTrips(names []string, h TripHandler) {
 // queued than the publisher keeps up with, the trip stays local.
 func (s *Store) PublishTrip(upstream string, left time.Duration) {
 	t := &s.trips
-	if t.pub == nil || !s.up.Load() {
+	if !t.watching.Load() || !s.up.Load() {
 		return
 	}
 	select {
@@ -147,7 +155,10 @@ func (s *Store) watchLoop(ctx context.Context) {
 
 // resync polls the keys at once (on watch, and when Redis comes back).
 func (t *tripState) resync(s *Store) {
-	if t.done == nil {
+	t.mu.Lock()
+	started := t.done != nil
+	t.mu.Unlock()
+	if !started {
 		return
 	}
 	s.wg.Go(func() {
@@ -192,7 +203,10 @@ func (t *tripState) deliver(name string, left time.Duration) {
 }
 
 func (t *tripState) close() {
-	if t.cancel != nil {
-		t.cancel()
+	t.mu.Lock()
+	cancel := t.cancel
+	t.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }
