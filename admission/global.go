@@ -32,7 +32,8 @@ import (
 // When the shared bucket is empty the script says how long until its next
 // token; until then the replica refuses locally with that Retry-After,
 // without asking again. Retry-After and the RateLimit header come from the
-// shared bucket's answers, not from a local guess.
+// shared bucket's answers, not from a local guess: RateLimit's r is the
+// tokens the shared bucket held at its last answer to this replica.
 const leaseTTL = 100 * time.Millisecond
 
 type globalBucket struct {
@@ -137,7 +138,11 @@ func (g *globalBucket) spend(l *lease, now time.Time) (bool, int, time.Duration,
 	if l.pending == nil && l.tokens <= l.want/2 && !now.Before(l.emptyUntil) {
 		g.refill(l, now)
 	}
-	remaining := l.tokens + int(l.shared)
+	// The shared bucket's count at its last answer: it changes once per
+	// take, not per request, so the header value stays cached (and it never
+	// overstates what the replicas together may still admit by more than
+	// their leases).
+	remaining := int(l.shared)
 	l.mu.Unlock()
 	return true, remaining, g.resetFor(remaining), 0, true
 }
