@@ -89,8 +89,8 @@ func newGlobalBucket(s *redisstore.Store, route string, rps float64, burst, repl
 // A request that finds the lease empty waits for a take (its own, or one
 // already in flight, which many concurrent requests share). If others
 // spent what that take brought while the shared bucket still had tokens,
-// it asks again, sizing the lease for everyone waiting, until the
-// decision timeout has passed; then it is decided locally.
+// it asks again, sizing the lease for everyone waiting. Altogether it
+// waits at most the decision timeout; then it is decided locally.
 func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int, reset, delay time.Duration, decided bool) {
 	l := g.single
 	if l == nil {
@@ -111,7 +111,9 @@ func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int,
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(g.store.Timeout())
-		} else if time.Now().After(deadline) {
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
 			l.mu.Unlock()
 			return false, 0, 0, 0, false
 		}
@@ -121,9 +123,22 @@ func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int,
 		}
 		l.waiting++
 		l.mu.Unlock()
-		<-r.done
+		// The take has the same budget, but a request never waits past
+		// its own deadline for it, however late Redis or the scheduler is.
+		t := time.NewTimer(left)
+		select {
+		case <-r.done:
+			t.Stop()
+		case <-t.C:
+		}
 		l.mu.Lock()
 		l.waiting--
+		select {
+		case <-r.done:
+		default:
+			l.mu.Unlock()
+			return false, 0, 0, 0, false
+		}
 		if r.err != nil {
 			l.mu.Unlock()
 			return false, 0, 0, 0, false
