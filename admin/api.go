@@ -121,6 +121,7 @@ type breakerInfo struct {
 	OpenUntil   int64             `json:"open_until"` // 0 unless open
 	OpenForMs   int64             `json:"open_for_ms"`
 	Transitions map[string]uint64 `json:"transitions"`
+	Shared      bool              `json:"shared"` // trips are shared with the other replicas
 }
 
 type upstreamInfo struct {
@@ -242,7 +243,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		MeanServiceMs:          ms(adm.MeanServiceTime()),
 		TimeoutMs:              rt.Timeout().Milliseconds(),
 		Backpressure:           s.bp(rt.Name()),
-		Breaker:                breakerOf(rt.Upstream().Breaker(), now),
+		Breaker:                breakerOf(rt.Upstream(), now),
 	}
 	for i, reason := range admission.Rejections {
 		d.RejectedTotal[reason.String()] = adm.Rejected(reason)
@@ -287,11 +288,12 @@ func (s *Server) backpressure(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func breakerOf(br *breaker.Breaker, now time.Time) *breakerInfo {
+func breakerOf(u *proxy.Upstream, now time.Time) *breakerInfo {
+	br := u.Breaker()
 	if br == nil {
 		return nil
 	}
-	bi := &breakerInfo{State: br.State().String(), OpenForMs: br.OpenFor().Milliseconds(), Transitions: map[string]uint64{}}
+	bi := &breakerInfo{State: br.State().String(), OpenForMs: br.OpenFor().Milliseconds(), Transitions: map[string]uint64{}, Shared: u.SharedBreaker()}
 	if until := br.OpenUntil(); !until.IsZero() {
 		bi.OpenUntil = until.UnixMilli()
 	}
@@ -304,7 +306,7 @@ func breakerOf(br *breaker.Breaker, now time.Time) *breakerInfo {
 func (s *Server) upstreamInfo(u *proxy.Upstream) upstreamInfo {
 	ui := upstreamInfo{
 		Name: u.Name(), Balance: u.Balance(), Targets: []targetInfo{},
-		Breaker: breakerOf(u.Breaker(), s.o.Clock.Now()), RequestsByCode: map[string]uint64{},
+		Breaker: breakerOf(u, s.o.Clock.Now()), RequestsByCode: map[string]uint64{},
 	}
 	for _, t := range u.Targets() {
 		ui.Targets = append(ui.Targets, targetInfo{URL: t.URL.String(), Healthy: t.Healthy(), Inflight: t.Inflight()})

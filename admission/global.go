@@ -32,7 +32,8 @@ import (
 // When the shared bucket is empty the script says how long until its next
 // token; until then the replica refuses locally with that Retry-After,
 // without asking again. Retry-After and the RateLimit header come from the
-// shared bucket's answers, not from a local guess.
+// shared bucket's answers, not from a local guess: RateLimit's r is the
+// tokens the shared bucket held at its last answer to this replica.
 const leaseTTL = 100 * time.Millisecond
 
 type globalBucket struct {
@@ -58,6 +59,7 @@ type lease struct {
 	spent      int        // tokens spent since the last take, for sizing
 	since      time.Time  // when the last take was asked for
 	pending    *refill    // non-nil while a take is in flight
+	waiting    int        // requests waiting for the take in flight
 }
 
 type refill struct {
@@ -83,36 +85,65 @@ func newGlobalBucket(s *redisstore.Store, route string, rps float64, burst, repl
 
 // allow takes one token for key at now. decided is false when Redis could
 // not answer in time: the caller then decides with its local bucket.
+//
+// A request that finds the lease empty waits for a take (its own, or one
+// already in flight, which many concurrent requests share). If others
+// spent what that take brought while the shared bucket still had tokens,
+// it asks again, sizing the lease for everyone waiting. Altogether it
+// waits at most the decision timeout; then it is decided locally.
 func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int, reset, delay time.Duration, decided bool) {
 	l := g.single
 	if l == nil {
 		l = g.table.get(key)
 	}
+	var deadline time.Time
 	l.mu.Lock()
-	if l.tokens > 0 && !now.Before(l.expires) {
-		l.back += l.tokens
-		l.tokens = 0
+	for {
+		if l.tokens > 0 && !now.Before(l.expires) {
+			l.back += l.tokens
+			l.tokens = 0
+		}
+		if l.tokens > 0 {
+			return g.spend(l, now)
+		}
+		if now.Before(l.emptyUntil) {
+			return g.refuse(l, now)
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(g.store.Timeout())
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			l.mu.Unlock()
+			return false, 0, 0, 0, false
+		}
+		r := l.pending
+		if r == nil {
+			r = g.refill(l, now)
+		}
+		l.waiting++
+		l.mu.Unlock()
+		// The take has the same budget, but a request never waits past
+		// its own deadline for it, however late Redis or the scheduler is.
+		t := time.NewTimer(left)
+		select {
+		case <-r.done:
+			t.Stop()
+		case <-t.C:
+		}
+		l.mu.Lock()
+		l.waiting--
+		select {
+		case <-r.done:
+		default:
+			l.mu.Unlock()
+			return false, 0, 0, 0, false
+		}
+		if r.err != nil {
+			l.mu.Unlock()
+			return false, 0, 0, 0, false
+		}
 	}
-	if l.tokens > 0 {
-		return g.spend(l, now)
-	}
-	if now.Before(l.emptyUntil) {
-		return g.refuse(l, now)
-	}
-	r := l.pending
-	if r == nil {
-		r = g.refill(l, now)
-	}
-	l.mu.Unlock()
-	<-r.done
-	if r.err != nil {
-		return false, 0, 0, 0, false
-	}
-	l.mu.Lock()
-	if l.tokens > 0 {
-		return g.spend(l, now)
-	}
-	return g.refuse(l, now)
 }
 
 // spend takes a leased token; called with l.mu held, which it releases.
@@ -122,20 +153,19 @@ func (g *globalBucket) spend(l *lease, now time.Time) (bool, int, time.Duration,
 	if l.pending == nil && l.tokens <= l.want/2 && !now.Before(l.emptyUntil) {
 		g.refill(l, now)
 	}
-	remaining := l.tokens + int(l.shared)
+	// The shared bucket's count at its last answer: it changes once per
+	// take, not per request, so the header value stays cached (and it never
+	// overstates what the replicas together may still admit by more than
+	// their leases).
+	remaining := int(l.shared)
 	l.mu.Unlock()
 	return true, remaining, g.resetFor(remaining), 0, true
 }
 
-// refuse answers from the shared bucket's last word; called with l.mu held,
-// which it releases.
+// refuse answers from the shared bucket's last word, that it holds no token
+// until l.emptyUntil; called with l.mu held, which it releases.
 func (g *globalBucket) refuse(l *lease, now time.Time) (bool, int, time.Duration, time.Duration, bool) {
 	delay := l.emptyUntil.Sub(now)
-	if delay <= 0 {
-		// Others spent the tokens a concurrent take brought: the next one
-		// is at least a token's time away.
-		delay = time.Duration(float64(time.Second) / g.rps)
-	}
 	l.mu.Unlock()
 	return false, 0, g.resetFor(0), delay, true
 }
@@ -159,6 +189,8 @@ func (g *globalBucket) refill(l *lease, now time.Time) *refill {
 			l.want = min(g.maxLease, max(1, int(math.Ceil(rate*leaseTTL.Seconds()))))
 		}
 	}
+	// Enough for the requests already waiting, too.
+	l.want = min(g.maxLease, max(l.want, l.waiting+1))
 	l.spent, l.since = 0, now
 	want, back := l.want, l.back
 	l.back = 0

@@ -52,7 +52,9 @@ func TestOpenLoopVariants(t *testing.T) {
 }
 
 // TestUpstreamSlotsLowered: the control endpoint lowers the capacity
-// upstream's slots at runtime.
+// upstream's slots at runtime. Only a lower bound on time is asserted (a
+// sleep is never shorter than asked): on one slot, two requests take two
+// service times.
 func TestUpstreamSlotsLowered(t *testing.T) {
 	srv := httptest.NewServer(upstreamHandler(2, 50*time.Millisecond))
 	defer srv.Close()
@@ -72,9 +74,7 @@ func TestUpstreamSlotsLowered(t *testing.T) {
 		wg.Wait()
 		return time.Since(start)
 	}
-	if d := took(); d >= 95*time.Millisecond {
-		t.Fatalf("two requests on two slots took %v", d)
-	}
+	took()
 	if err := setUpstreamSlots(strings.TrimPrefix(srv.URL, "http://"), 1); err != nil {
 		t.Fatal(err)
 	}

@@ -73,24 +73,50 @@ const noGate = math.MinInt64
 // Breaker is the circuit breaker of one upstream. It is safe for concurrent
 // use.
 type Breaker struct {
-	name            string
-	clk             clock.Clock
-	base            time.Time // clk.Now() at New; the gate is an offset from it
-	openTimeout     time.Duration
-	failureStatuses []int
-	cb              *gobreaker.TwoStepCircuitBreaker[struct{}]
+	name string
+	clk  clock.Clock
+	base time.Time      // clk.Now() at New; gates are offsets from it
+	cfg  config.Breaker // FailureStatuses is b's own copy
 
-	// gate is the end of the current open period as an offset from base on
-	// clk, or noGate. An offset rather than Unix nanoseconds so that with
-	// the real clock both ends are read on the monotonic clock and a wall
-	// clock step cannot stretch or cut the open period. Set in
-	// onStateChange; cleared by the first caller to see it passed.
-	gate        atomic.Int64
+	// cur is the gobreaker instance in charge, with its gate. OpenRemote
+	// replaces it (see share.go); Allow and done work on the instance they
+	// loaded, so a request always reports to the instance that admitted it.
+	cur atomic.Pointer[core]
+
+	// mu orders the replacement of cur against the state changes of the
+	// instance being replaced, and guards the gate writes other than
+	// gateClosed's clearing CAS. Lock order: a gobreaker lock, then mu.
+	mu sync.Mutex
+
 	transitions [3]atomic.Uint64 // indexed by State: entries into each
+
+	// trips counts local trips not yet handed to the OnTrip hook. Raised
+	// under gobreaker's lock, drained by the done call that reported the
+	// failure once that lock is released.
+	trips  atomic.Uint64
+	onTrip atomic.Pointer[func(openFor time.Duration)]
 
 	// handles recycles the done handles that Allow returns, so that
 	// admitting a request allocates nothing beyond gobreaker's own closure.
 	handles sync.Pool
+}
+
+// core is one gobreaker instance and the gate that times its open periods.
+type core struct {
+	b  *Breaker
+	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
+
+	// gate is the end of the current open period as an offset from b.base
+	// on b.clk, or noGate. An offset rather than Unix nanoseconds so that
+	// with the real clock both ends are read on the monotonic clock and a
+	// wall clock step cannot stretch or cut the open period. Set in
+	// onStateChange and by OpenRemote, both under b.mu; cleared by the
+	// first caller of gateClosed to see it passed.
+	gate atomic.Int64
+
+	// forced makes ReadyToTrip true. Set only by OpenRemote on a core it
+	// has not published yet, and false again before it publishes it.
+	forced bool
 }
 
 // New returns the breaker of upstream name. cfg must be validated (see
@@ -99,25 +125,27 @@ func New(name string, cfg config.Breaker, clk clock.Clock) *Breaker {
 	if clk == nil {
 		clk = clock.Real()
 	}
-	b := &Breaker{
-		name:            name,
-		clk:             clk,
-		base:            clk.Now(),
-		openTimeout:     cfg.OpenTimeout,
-		failureStatuses: slices.Clone(cfg.FailureStatuses),
-	}
-	b.gate.Store(noGate)
+	cfg.FailureStatuses = slices.Clone(cfg.FailureStatuses)
+	b := &Breaker{name: name, clk: clk, base: clk.Now(), cfg: cfg}
 	b.handles.New = func() any {
 		h := &handle{b: b}
 		h.fn = h.done
 		return h
 	}
+	b.cur.Store(b.newCore())
+	return b
+}
 
+// newCore returns a closed gobreaker instance with b's settings.
+func (b *Breaker) newCore() *core {
+	c := &core{b: b}
+	c.gate.Store(noGate)
+	cfg := b.cfg
 	consecutive := clampUint32(cfg.ConsecutiveFailures)
 	minRequests := clampUint32(cfg.MinRequests)
 	ratio := cfg.FailureRatio
-	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        name,
+	c.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        b.name,
 		MaxRequests: clampUint32(cfg.HalfOpenRequests),
 		Interval:    cfg.Window,
 		// Ten buckets; rounding up keeps gobreaker's Interval (rounded up to
@@ -125,14 +153,14 @@ func New(name string, cfg config.Breaker, clk clock.Clock) *Breaker {
 		BucketPeriod: (cfg.Window + 9) / 10,
 		// The open period is timed by the gate on clk; see the package doc.
 		Timeout: time.Nanosecond,
-		ReadyToTrip: func(c gobreaker.Counts) bool {
-			return readyToTrip(c, consecutive, minRequests, ratio)
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			return c.forced || readyToTrip(n, consecutive, minRequests, ratio)
 		},
-		OnStateChange: b.onStateChange,
+		OnStateChange: func(_ string, _, to gobreaker.State) { c.onStateChange(to) },
 		IsExcluded:    func(err error) bool { return err == errIgnored },
 		// IsSuccessful nil: a nil error is a success, anything else a failure.
 	})
-	return b
+	return c
 }
 
 // readyToTrip is gobreaker's ReadyToTrip, called under its lock after each
@@ -148,13 +176,24 @@ func readyToTrip(c gobreaker.Counts, consecutive, minRequests uint32, ratio floa
 		float64(c.TotalFailures)/float64(counted) >= ratio
 }
 
-// onStateChange runs under gobreaker's lock: atomics and a clock read only,
-// never a call back into the breaker.
-func (b *Breaker) onStateChange(_ string, _, to gobreaker.State) {
+// onStateChange runs under gobreaker's lock: b.mu, atomics and a clock read
+// only, never a call back into gobreaker or out to the OnTrip hook. A core
+// that is not cur (replaced by OpenRemote, or being forced open by it)
+// changes nothing: its outcomes belong to a period that has ended.
+func (c *core) onStateChange(to gobreaker.State) {
+	b := c.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur.Load() != c {
+		return
+	}
 	switch to {
 	case gobreaker.StateOpen:
-		b.gate.Store(int64(addSat(b.since(), b.openTimeout)))
+		c.gate.Store(int64(addSat(b.since(), b.cfg.OpenTimeout)))
+		// The gate before trips: the hook may run on another goroutine as
+		// soon as trips is raised, and must find the breaker open.
 		b.transitions[StateOpen].Add(1)
+		b.trips.Add(1)
 	case gobreaker.StateClosed:
 		b.transitions[StateClosed].Add(1)
 	}
@@ -165,18 +204,24 @@ func (b *Breaker) onStateChange(_ string, _, to gobreaker.State) {
 // caller to find it over clears it and counts the entry into half-open, so
 // each open period yields one half-open entry however many callers race.
 // In the closed state it costs one atomic load.
-func (b *Breaker) gateClosed() bool {
-	g := b.gate.Load()
-	if g == noGate {
-		return false
+func (c *core) gateClosed() bool {
+	for {
+		g := c.gate.Load()
+		if g == noGate {
+			return false
+		}
+		if int64(c.b.since()) < g {
+			return true
+		}
+		if c.gate.CompareAndSwap(g, noGate) {
+			c.b.transitions[StateHalfOpen].Add(1)
+			return false
+		}
+		// Another writer got there first: a caller that cleared it, or
+		// OpenRemote extending the period it found running a moment ago.
+		// Look again rather than assume the former, or this caller would
+		// be admitted during the extension.
 	}
-	if int64(b.since()) < g {
-		return true
-	}
-	if b.gate.CompareAndSwap(g, noGate) {
-		b.transitions[StateHalfOpen].Add(1)
-	}
-	return false
 }
 
 func (b *Breaker) since() time.Duration { return b.clk.Now().Sub(b.base) }
@@ -187,23 +232,29 @@ func (b *Breaker) since() time.Duration { return b.clk.Now().Sub(b.base) }
 // for good, and calling done twice panics (or, if the handle has already
 // been reused, makes the next holder's call panic).
 func (b *Breaker) Allow() (done func(Outcome), err error) {
-	if b.gateClosed() {
+	c := b.cur.Load()
+	if c.gateClosed() {
 		return nil, ErrOpen
 	}
-	return b.admit()
+	return b.admit(c)
 }
 
 // admit is Allow after the gate check. gobreaker, whose own open period is
 // 1ns, may admit a caller that passed the gate just before a trip as a
 // half-open probe, so the gate is checked again and such a caller's slot is
 // handed back as Ignored (which frees it, see validRequests in gobreaker).
-func (b *Breaker) admit() (func(Outcome), error) {
-	gdone, err := b.cb.Allow()
+// The same goes for a caller admitted by a core that OpenRemote has since
+// replaced: the new core's gate may already be over, and a probe of the old
+// core would be one more than the new core's half-open period allows.
+func (b *Breaker) admit(c *core) (func(Outcome), error) {
+	gdone, err := c.cb.Allow()
 	if err != nil {
 		// gobreaker.ErrOpenState or gobreaker.ErrTooManyRequests.
 		return nil, ErrOpen
 	}
-	if b.gateClosed() {
+	// A caller that still finds c current here was admitted before any
+	// replacement, like any request in flight when OpenRemote runs.
+	if c.gateClosed() || b.cur.Load() != c {
 		gdone(errIgnored)
 		return nil, ErrOpen
 	}
@@ -227,9 +278,9 @@ func (h *handle) done(o Outcome) {
 	if !h.leased.CompareAndSwap(true, false) {
 		panic("breaker: done called more than once")
 	}
-	gdone := h.gdone
+	b, gdone := h.b, h.gdone
 	h.gdone = nil
-	h.b.handles.Put(h)
+	b.handles.Put(h)
 	switch o {
 	case Success:
 		gdone(nil)
@@ -237,6 +288,11 @@ func (h *handle) done(o Outcome) {
 		gdone(errIgnored)
 	default:
 		gdone(errFailure)
+		// Only a failure trips. gdone has released gobreaker's lock, so
+		// the hook runs outside it.
+		if b.trips.Load() != 0 {
+			b.reportTrips()
+		}
 	}
 }
 
@@ -252,7 +308,7 @@ func (b *Breaker) Classify(status int, err error) Outcome {
 		}
 		return Failure
 	}
-	if slices.Contains(b.failureStatuses, status) {
+	if slices.Contains(b.cfg.FailureStatuses, status) {
 		return Failure
 	}
 	return Success
@@ -261,10 +317,11 @@ func (b *Breaker) Classify(status int, err error) Outcome {
 // State returns the breaker's state. While an open period runs on clk it
 // does not call gobreaker, whose State would move it to half-open.
 func (b *Breaker) State() State {
-	if b.gateClosed() {
+	c := b.cur.Load()
+	if c.gateClosed() {
 		return StateOpen
 	}
-	switch b.cb.State() {
+	switch c.cb.State() {
 	case gobreaker.StateOpen:
 		return StateOpen
 	case gobreaker.StateHalfOpen:
@@ -278,7 +335,7 @@ func (b *Breaker) State() State {
 // half-open, or 0 unless it is open. It is the basis of Retry-After, and lets
 // a caller refuse before queueing for a breaker that would refuse anyway.
 func (b *Breaker) OpenFor() time.Duration {
-	g := b.gate.Load()
+	g := b.cur.Load().gate.Load()
 	if g == noGate {
 		return 0
 	}
@@ -288,7 +345,7 @@ func (b *Breaker) OpenFor() time.Duration {
 // OpenUntil returns when, on b's clock, the breaker goes half-open, or the
 // zero Time unless it is open.
 func (b *Breaker) OpenUntil() time.Time {
-	g := b.gate.Load()
+	g := b.cur.Load().gate.Load()
 	if g == noGate {
 		return time.Time{}
 	}
@@ -307,7 +364,7 @@ func (b *Breaker) Transitions(to State) uint64 {
 		return 0
 	}
 	// Settle a passed open period so the counts agree with State.
-	b.gateClosed()
+	b.cur.Load().gateClosed()
 	return b.transitions[to].Load()
 }
 

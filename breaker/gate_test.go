@@ -27,7 +27,8 @@ func TestAdmitRechecksGate(t *testing.T) {
 	clk := clock.NewFake(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	b := New("users", cfg, clk)
 
-	if b.gateClosed() { // the racing caller's first check: passes
+	c := b.cur.Load()
+	if c.gateClosed() { // the racing caller's first check: passes
 		t.Fatal("gate closed before any failure")
 	}
 	done, err := b.Allow() // another request trips the breaker
@@ -38,14 +39,14 @@ func TestAdmitRechecksGate(t *testing.T) {
 	// Wait out gobreaker's 1ns timeout on the wall clock; this State call
 	// itself moves gobreaker to half-open. A spin, not a sleep: it is over
 	// after a couple of nanoseconds.
-	for b.cb.State() != gobreaker.StateHalfOpen {
+	for c.cb.State() != gobreaker.StateHalfOpen {
 	}
 
-	if _, err := b.admit(); !errors.Is(err, ErrOpen) {
+	if _, err := b.admit(c); !errors.Is(err, ErrOpen) {
 		t.Fatalf("admit after the trip: err %v, want ErrOpen", err)
 	}
-	if c := b.cb.Counts(); c.Requests != 1 || c.TotalExclusions != 1 {
-		t.Fatalf("gobreaker counts %+v: the probe slot was not handed back as an exclusion", c)
+	if n := c.cb.Counts(); n.Requests != 1 || n.TotalExclusions != 1 {
+		t.Fatalf("gobreaker counts %+v: the probe slot was not handed back as an exclusion", n)
 	}
 	if got := b.State(); got != StateOpen {
 		t.Fatalf("State() = %v, want open", got)

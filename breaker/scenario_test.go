@@ -31,11 +31,16 @@ import (
 //	report OUTCOME [n=N]      N requests (default 1), each allowed and at
 //	                          once reported; a run of identical lines is
 //	                          printed once, with its count
+//	open-remote DUR           OpenRemote(DUR); prints what it returned and
+//	                          the state it left
 //	advance DUR               move the fake clock on
 //	wait-window               wait on the wall clock until one window has
 //	                          passed since the last Allow (see window.txt)
 //	print                     state, open period, gobreaker's counts,
 //	                          transitions, held tickets
+//
+// Each breaker has an OnTrip hook; a report that made it fire is printed
+// with ", OnTrip(DUR)" per call, DUR being the open period it was given.
 //
 // A refusal prints Retry-After as docs/SPEC.md gives it for breaker_open:
 // OpenFor in whole seconds, rounded up, at least 1 (the rounding of
@@ -55,6 +60,7 @@ type harness struct {
 	held   map[string]func(Outcome)
 	order  []string // held ids in the order they were admitted
 	allows time.Time
+	trips  []time.Duration // OnTrip calls not yet printed
 }
 
 // Run runs one command of a scenario file; where is its FILE:LINE.
@@ -75,7 +81,8 @@ func (h *harness) Run(where, line string) []string {
 		h.clk = clock.NewFake(h.epoch)
 		h.cfg = cfg
 		h.b = New("users", cfg, h.clk)
-		h.held, h.order = map[string]func(Outcome){}, nil
+		h.b.OnTrip(h.onTrip)
+		h.held, h.order, h.trips = map[string]func(Outcome){}, nil, nil
 		return []string{fmt.Sprintf("consecutive_failures=%d failure_ratio=%v min_requests=%d window=%v open_timeout=%v half_open_requests=%d",
 			cfg.ConsecutiveFailures, cfg.FailureRatio, cfg.MinRequests, cfg.Window, cfg.OpenTimeout, cfg.HalfOpenRequests)}
 	case "allow":
@@ -101,7 +108,7 @@ func (h *harness) Run(where, line string) []string {
 			delete(h.held, id)
 			h.order = slices.DeleteFunc(h.order, func(s string) bool { return s == id })
 			done(o)
-			return []string{fmt.Sprintf("%s: %s -> %v", id, name, h.b.State())}
+			return []string{fmt.Sprintf("%s: %s -> %v%s", id, name, h.b.State(), h.tripped())}
 		}
 		n := args.IntOr("n", 1)
 		if n < 1 {
@@ -115,9 +122,16 @@ func (h *harness) Run(where, line string) []string {
 				continue
 			}
 			done(o)
-			lines = append(lines, fmt.Sprintf("%s -> %v", name, h.b.State()))
+			lines = append(lines, fmt.Sprintf("%s -> %v%s", name, h.b.State(), h.tripped()))
 		}
 		return collapseRuns(lines)
+	case "open-remote":
+		changed := h.b.OpenRemote(args.OnlyDuration("open-remote DUR"))
+		line := fmt.Sprintf("%v -> %v", changed, h.b.State())
+		if left := h.b.OpenFor(); left > 0 {
+			line += fmt.Sprintf(" (open for %v)", left)
+		}
+		return []string{line}
 	case "advance":
 		h.clk.Advance(args.OnlyDuration("advance DUR"))
 		return []string{fmt.Sprintf("t=+%v", h.clk.Now().Sub(h.epoch))}
@@ -154,6 +168,25 @@ func collapseRuns(lines []string) []string {
 		i = j
 	}
 	return out
+}
+
+// onTrip is the breaker's OnTrip hook. It calls back into the breaker,
+// which the hook's contract allows: the gate is already set.
+func (h *harness) onTrip(openFor time.Duration) {
+	if left := h.b.OpenFor(); left != openFor {
+		h.t.Errorf("OnTrip(%v) while OpenFor() = %v", openFor, left)
+	}
+	h.trips = append(h.trips, openFor)
+}
+
+// tripped describes the OnTrip calls since the last call.
+func (h *harness) tripped() string {
+	var s strings.Builder
+	for _, d := range h.trips {
+		fmt.Fprintf(&s, ", OnTrip(%v)", d)
+	}
+	h.trips = h.trips[:0]
+	return s.String()
 }
 
 func (h *harness) allow() (func(Outcome), bool) {
@@ -203,7 +236,7 @@ func (h *harness) print() []string {
 		left := h.b.OpenFor()
 		line += fmt.Sprintf(" open-until=+%v open-for=%v retry-after=%d", until.Sub(h.epoch), left, retryAfterSeconds(left))
 	}
-	c := h.b.cb.Counts()
+	c := h.b.cur.Load().cb.Counts()
 	return []string{
 		line,
 		fmt.Sprintf("counts: requests=%d successes=%d failures=%d ignored=%d consecutive_failures=%d consecutive_successes=%d",

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"sluice/config"
+	"sluice/internal/testutil"
 	"sluice/telemetry"
 )
 
@@ -127,6 +128,29 @@ routes:
 	}
 	defer logged.Close()
 	b.Run("handler-accesslog", handler(logged))
+
+	// The same route with its limit global: shared through a real Redis,
+	// spent from leases.
+	redis := testutil.StartRedis(b, testutil.RedisOptions{})
+	gcfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
+redis: {addrs: [%q], timeout: 100ms}
+upstreams: [{name: u, targets: ["%s"]}]
+routes:
+  - name: r
+    match: {path_prefix: /}
+    upstream: u
+    rate_limit: {rps: 1000000000, burst: 1000000000, scope: global}
+    bulkhead: {max_concurrent: 100000}
+`, redis.Addr, up)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	global, err := New(gcfg, Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer global.Close()
+	b.Run("handler-global", handler(global))
 	b.Run("loopback", func(b *testing.B) {
 		srv := httptest.NewServer(p)
 		defer srv.Close()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,4 +301,59 @@ func TestGlobalRedisSilent(t *testing.T) {
 	for i, p := range ps {
 		testutil.WaitFor(t, fmt.Sprintf("replica %d store up", i), p.Store().Up)
 	}
+}
+
+// TestGlobalOnCluster: with several addrs the store is a Redis Cluster
+// client; buckets of different keys land on different nodes, and the
+// shared bound and shared breakers hold as on one server.
+func TestGlobalOnCluster(t *testing.T) {
+	c := testutil.StartRedisCluster(t, 3)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
+	t.Cleanup(failing.Close)
+	up := echoUpstream(t, "u")
+	yaml := func(target string) string {
+		return fmt.Sprintf(`
+redis: {addrs: [%q, %q, %q], timeout: 200ms}
+upstreams:
+  - {name: api, targets: [%q]}
+  - {name: flaky, targets: [%q], breaker: {consecutive_failures: 1, open_timeout: 30s, shared: true}}
+routes:
+  - {name: api, match: {path_prefix: /api}, upstream: api, rate_limit: {rps: 0.5, burst: 1, scope: global, key: "header:X-Tenant"}}
+  - {name: flaky, match: {path_prefix: /flaky}, upstream: flaky}
+`, c.Nodes[0].Addr, c.Nodes[1].Addr, c.Nodes[2].Addr, up.URL, target)
+	}
+	a, b := startProxy(t, yaml(failing.URL)), startProxy(t, yaml(up.URL))
+	send := func(p *testProxy, tenant string) int {
+		req, _ := http.NewRequest("GET", p.URL+"/api", nil)
+		req.Header.Set("X-Tenant", tenant)
+		resp, _ := do(t, req)
+		return resp.StatusCode
+	}
+	tenants := []string{"t1", "t2", "t3", "t4", "t5", "t6"}
+	for _, tn := range tenants {
+		if got := [2]int{send(a, tn), send(b, tn)}; got != [2]int{200, 429} {
+			t.Fatalf("tenant %s: %v, want [200 429]: one bucket per tenant across replicas", tn, got)
+		}
+	}
+	nodes := map[string]bool{}
+	for _, tn := range tenants {
+		for _, n := range c.Nodes {
+			if n.Do("EXISTS", "sluice:rl:api:"+tn) == ":1" {
+				nodes[n.Addr] = true
+			}
+		}
+	}
+	if len(nodes) < 2 {
+		t.Errorf("six tenants' buckets all on %v: the cluster client should spread keys over the nodes", nodes)
+	}
+	testutil.WaitFor(t, "b's trip watcher subscribed", func() bool {
+		for _, n := range c.Nodes {
+			if n.Do("PUBSUB", "NUMSUB", "sluice:breaker") != "sluice:breaker :0" {
+				return true
+			}
+		}
+		return false
+	})
+	get(t, a.URL+"/flaky")
+	testutil.WaitFor(t, "b's shared breaker open", func() bool { return b.tab.Load().upstream("flaky").br.OpenFor() > 0 })
 }

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -98,7 +99,35 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	if p.smp != nil {
 		p.smp.SetSources(t.sources())
 	}
+	p.shareBreakers(t)
 	return p, nil
+}
+
+// shareBreakers connects the shared breakers of t, the table now serving,
+// to its store: a trip here is published to the other replicas, and a trip
+// published by another opens the breaker here for the time it has left.
+// With Redis down each breaker works alone.
+func (p *Proxy) shareBreakers(t *table) {
+	if t.store == nil {
+		return
+	}
+	var names []string
+	for _, u := range t.upstreams {
+		if u.br == nil || !u.cfg.Breaker.Shared {
+			continue
+		}
+		names = append(names, u.name)
+		name, st := u.name, t.store
+		u.br.OnTrip(func(openFor time.Duration) { st.PublishTrip(name, openFor) })
+	}
+	t.store.WatchTrips(names, func(name string, left time.Duration) {
+		if u := p.tab.Load().upstream(name); u != nil && u.br != nil && u.cfg.Breaker.Shared {
+			wasOpen := u.br.OpenFor() > 0
+			if u.br.OpenRemote(left) && !wasOpen {
+				p.log.Info("breaker opened by another replica's trip", "upstream", name, "open_for", left.String())
+			}
+		}
+	})
 }
 
 // compile builds the table for cfg. Upstreams and routes whose config is
@@ -235,6 +264,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	if p.smp != nil {
 		p.smp.SetSources(t.sources())
 	}
+	p.shareBreakers(t)
 	for _, u := range old.upstreams {
 		if t.upstream(u.name) != u {
 			u.stopHealth()

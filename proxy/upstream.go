@@ -104,6 +104,10 @@ func (u *Upstream) Targets() []*Target { return u.targets }
 // Breaker returns the upstream's circuit breaker, or nil.
 func (u *Upstream) Breaker() *breaker.Breaker { return u.br }
 
+// SharedBreaker reports whether the breaker's trips are shared with the
+// other replicas (breaker.shared with a redis block).
+func (u *Upstream) SharedBreaker() bool { return u.br != nil && u.cfg.Breaker.Shared }
+
 func newUpstream(c config.Upstream, log *slog.Logger, clk clock.Clock) (*Upstream, error) {
 	bal, err := newBalancer(c.Balance)
 	if err != nil {

@@ -68,6 +68,7 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 	}
 	quietClient.Do(func() { redis.SetLogger(debugLog{}) })
 	s := &Store{cfg: cfg, log: log, timeout: cfg.Timeout, stop: make(chan struct{})}
+	s.trips.pub = make(chan trip, 64)
 	o := &redis.UniversalOptions{
 		Addrs:     cfg.Addrs,
 		DB:        cfg.DB,
@@ -99,7 +100,10 @@ func Open(cfg config.Redis, log *slog.Logger) (*Store, error) {
 	s.client = redis.NewUniversalClient(o)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.Timeout)
 	defer cancel()
-	err = s.client.Ping(ctx).Err()
+	err = checkTLS(ctx, cfg, tlsConf)
+	if err == nil {
+		err = s.client.Ping(ctx).Err()
+	}
 	switch {
 	case err == nil:
 		s.up.Store(true)
@@ -125,11 +129,27 @@ func (debugLog) Printf(_ context.Context, format string, v ...any) {
 	slog.Debug(fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
+// checkTLS makes one TLS handshake with the first address, so that a
+// certificate that fails verification is reported as such: go-redis's pool
+// retries failed dials until the deadline and reports only that.
+func checkTLS(ctx context.Context, cfg config.Redis, c *tls.Config) error {
+	if c == nil {
+		return nil
+	}
+	d := &tls.Dialer{Config: c}
+	conn, err := d.DialContext(ctx, "tcp", cfg.Addrs[0])
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
 // refusedCredentials reports whether Redis answered but refused the
-// configured credentials or database: a configuration error, not an outage.
+// configured credentials or database, or its TLS certificate failed
+// verification: a configuration error, not an outage.
 func refusedCredentials(err error) bool {
 	msg := err.Error()
-	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "invalid password", "invalid username-password", "DB index is out of range", "ERR AUTH"} {
+	for _, p := range []string{"WRONGPASS", "NOAUTH", "NOPERM", "invalid password", "invalid username-password", "DB index is out of range", "ERR AUTH", "x509:"} {
 		if strings.Contains(msg, p) {
 			return true
 		}
@@ -197,12 +217,22 @@ func (s *Store) setErr(err error) {
 // fail records a failed command and marks the store down, logging the
 // change and starting the prober if it was up.
 func (s *Store) fail(err error) {
+	if s.isClosed() {
+		// A take in flight when a reload replaced the store: not an outage.
+		return
+	}
 	s.errors.Add(1)
 	s.setErr(err)
 	if s.up.CompareAndSwap(true, false) {
 		s.log.Warn("redis store down: limits are local until it answers", "addrs", s.cfg.Addrs, "error", err.Error())
 		s.startProbe()
 	}
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *Store) startProbe() {

@@ -211,3 +211,25 @@ func TestCredentials(t *testing.T) {
 		t.Fatalf("Open with a missing password file: %v", err)
 	}
 }
+
+// TestTLS: with tls and ca_file the store verifies Redis's certificate and
+// works; without the CA the certificate is refused, a startup error.
+func TestTLS(t *testing.T) {
+	cert := testutil.NewCert(t, "127.0.0.1")
+	r := testutil.StartRedis(t, testutil.RedisOptions{TLS: &cert})
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	cert.Install(t, caFile, filepath.Join(t.TempDir(), "key.pem"))
+	cfg := redisConfig(r.Addr)
+	cfg.TLS, cfg.CAFile = true, caFile
+	s, _ := open(t, cfg)
+	if g, err := s.Take("k", 1, 5, 2, 0); err != nil || g.Got != 2 {
+		t.Fatalf("take over TLS: %+v, %v", g, err)
+	}
+	cfg.CAFile = ""
+	if s2, err := Open(cfg, slog.New(&testutil.LogRecorder{})); err == nil || !strings.Contains(err.Error(), "x509") {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("Open over TLS without the CA: %v; want a certificate error", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,14 +31,15 @@ const (
 type TripHandler func(upstream string, left time.Duration)
 
 type tripState struct {
-	once    sync.Once
-	id      string // this replica, to ignore its own messages
-	pub     chan trip
-	mu      sync.Mutex // guards names, handler
-	names   []string
-	handler TripHandler
-	cancel  context.CancelFunc
-	done    chan struct{}
+	once     sync.Once
+	id       string    // this replica, to ignore its own messages
+	pub      chan trip // made by Open
+	watching atomic.Bool
+	mu       sync.Mutex // guards names, handler, cancel, done
+	names    []string
+	handler  TripHandler
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 type trip struct {
@@ -45,13 +47,16 @@ type trip struct {
 	left     time.Duration
 }
 
-// openTripKey sets the trip's key unless it already holds a later end.
+// openTripKey sets the trip's key unless it already holds a later end, and
+// publishes the trip. The channel is an argument, not a key: in a Redis
+// Cluster a script's keys must share a slot, and PUBLISH reaches every
+// node's subscribers anyway.
 var openTripKey = redis.NewScript(`
 local left = redis.call('PTTL', KEYS[1])
 if left < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
 end
-return redis.call('PUBLISH', KEYS[2], ARGV[3])
+return redis.call('PUBLISH', ARGV[4], ARGV[3])
 `)
 
 // WatchTrips starts sharing the trips of the breakers named: h is called
@@ -62,16 +67,22 @@ func (s *Store) WatchTrips(names []string, h TripHandler) {
 	t := &s.trips
 	t.mu.Lock()
 	t.names, t.handler = append([]string(nil), names...), h
+	started := t.done != nil
 	t.mu.Unlock()
+	if len(names) == 0 && !started {
+		return // nothing shared yet: no subscription
+	}
 	t.once.Do(func() {
 		var b [8]byte
 		rand.Read(b[:])
 		t.id = hex.EncodeToString(b[:])
-		t.pub = make(chan trip, 64)
 		ctx, cancel := context.WithCancel(context.Background())
+		t.mu.Lock()
 		t.cancel, t.done = cancel, make(chan struct{})
+		t.mu.Unlock()
 		s.wg.Go(func() { s.publishLoop(ctx) })
 		s.wg.Go(func() { defer close(t.done); s.watchLoop(ctx) })
+		t.watching.Store(true)
 	})
 	t.resync(s)
 }
@@ -81,7 +92,7 @@ func (s *Store) WatchTrips(names []string, h TripHandler) {
 // queued than the publisher keeps up with, the trip stays local.
 func (s *Store) PublishTrip(upstream string, left time.Duration) {
 	t := &s.trips
-	if t.pub == nil || !s.up.Load() {
+	if !t.watching.Load() || !s.up.Load() {
 		return
 	}
 	select {
@@ -100,7 +111,7 @@ func (s *Store) publishLoop(ctx context.Context) {
 			ms := max(tr.left.Milliseconds(), 1)
 			msg := t.id + " " + tr.upstream + " " + strconv.FormatInt(ms, 10)
 			cctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout+s.timeout)
-			err := openTripKey.Run(cctx, s.client, []string{tripKeyPrefix + tr.upstream, TripChannel}, ms, t.id, msg).Err()
+			err := openTripKey.Run(cctx, s.client, []string{tripKeyPrefix + tr.upstream}, ms, t.id, msg, TripChannel).Err()
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				s.fail(err)
@@ -144,7 +155,10 @@ func (s *Store) watchLoop(ctx context.Context) {
 
 // resync polls the keys at once (on watch, and when Redis comes back).
 func (t *tripState) resync(s *Store) {
-	if t.done == nil {
+	t.mu.Lock()
+	started := t.done != nil
+	t.mu.Unlock()
+	if !started {
 		return
 	}
 	s.wg.Go(func() {
@@ -189,7 +203,10 @@ func (t *tripState) deliver(name string, left time.Duration) {
 }
 
 func (t *tripState) close() {
-	if t.cancel != nil {
-		t.cancel()
+	t.mu.Lock()
+	cancel := t.cancel
+	t.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }

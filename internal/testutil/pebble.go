@@ -41,7 +41,7 @@ type PebbleOptions struct {
 
 // FreePort returns a loopback TCP port nothing listens on right now, for
 // the listeners pebble must be told about before they exist.
-func FreePort(t *testing.T) int {
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -18,7 +18,9 @@ import (
 type Redis struct {
 	Addr     string // host:port
 	Password string // requirepass, "" for none
-	t        *testing.T
+	tlsArgs  []string
+	cluster  bool
+	t        testing.TB
 	bin      string
 	dir      string
 	mu       sync.Mutex // guards cmd, exited
@@ -30,11 +32,14 @@ type Redis struct {
 // RedisOptions configure StartRedis.
 type RedisOptions struct {
 	Password string // requirepass
+	// TLS, if set, serves TLS only, with this certificate (no client
+	// certificates asked for).
+	TLS *Cert
 }
 
 // StartRedis starts redis-server on a free loopback port and waits until it
 // answers PING.
-func StartRedis(t *testing.T, o RedisOptions) *Redis {
+func StartRedis(t testing.TB, o RedisOptions) *Redis {
 	t.Helper()
 	r := &Redis{
 		Addr:     "127.0.0.1:" + strconv.Itoa(FreePort(t)),
@@ -43,6 +48,11 @@ func StartRedis(t *testing.T, o RedisOptions) *Redis {
 		bin:      NeedTool(t, "redis-server"),
 		dir:      t.TempDir(),
 		Out:      &SyncBuffer{},
+	}
+	if o.TLS != nil {
+		certFile, keyFile := filepath.Join(r.dir, "tls.crt"), filepath.Join(r.dir, "tls.key")
+		o.TLS.Install(t, certFile, keyFile)
+		r.tlsArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-auth-clients", "no"}
 	}
 	r.Start()
 	t.Cleanup(r.Kill)
@@ -56,6 +66,13 @@ func (r *Redis) Start() {
 	args := []string{
 		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--logfile", filepath.Join(r.dir, "redis.log"), "--daemonize", "no",
+	}
+	if r.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(r.dir, "nodes.conf"))
+	}
+	if r.tlsArgs != nil {
+		args[1] = "0"
+		args = append(append(args, "--tls-port", port), r.tlsArgs...)
 	}
 	if r.Password != "" {
 		args = append(args, "--requirepass", r.Password)
@@ -71,7 +88,11 @@ func (r *Redis) Start() {
 	r.cmd, r.exited = cmd, exited
 	r.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
-	for !r.ping() {
+	up := r.ping
+	if r.tlsArgs != nil {
+		up = r.listening
+	}
+	for !up() {
 		select {
 		case <-exited:
 			r.t.Fatalf("redis-server exited:\n%s", r.Out)
@@ -163,6 +184,16 @@ func (r *Redis) ping() bool {
 	return err == nil && (strings.HasPrefix(l, "+PONG") || strings.HasPrefix(l, "-NOAUTH"))
 }
 
+// listening reports whether the TLS port accepts connections; Do and ping
+// speak plain RESP only.
+func (r *Redis) listening() bool {
+	c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
 func resp(args ...string) []byte {
 	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
 	for _, a := range args {
@@ -214,4 +245,50 @@ func StartSilent(t testing.TB) string {
 		mu.Unlock()
 	})
 	return ln.Addr().String()
+}
+
+// RedisCluster is a real Redis Cluster of masters without replicas, each a
+// redis-server on a free loopback port, its slots assigned by
+// `redis-cli --cluster create`.
+type RedisCluster struct {
+	Nodes []*Redis
+}
+
+// Addrs are the nodes' host:port addresses.
+func (c *RedisCluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// StartRedisCluster starts n nodes in cluster mode, creates the cluster and
+// waits until every node reports cluster_state:ok.
+func StartRedisCluster(t testing.TB, n int) *RedisCluster {
+	t.Helper()
+	cli := NeedTool(t, "redis-cli")
+	c := &RedisCluster{}
+	for range n {
+		r := &Redis{Addr: "127.0.0.1:" + strconv.Itoa(FreePort(t)), t: t, bin: NeedTool(t, "redis-server"), dir: t.TempDir(), Out: &SyncBuffer{}}
+		r.cluster = true
+		r.Start()
+		t.Cleanup(r.Kill)
+		c.Nodes = append(c.Nodes, r)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for _, r := range c.Nodes {
+		for !strings.Contains(r.Do("CLUSTER", "INFO"), "cluster_state:ok") {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster not ok on %s: %s", r.Addr, r.Do("CLUSTER", "INFO"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return c
 }
