@@ -2,8 +2,10 @@
 #
 # The config is read from /etc/sluice/sluice.yaml: mount a directory there
 # (a Kubernetes ConfigMap, or docker run -v "$PWD/conf:/etc/sluice:ro");
-# sluice watches that directory and reloads on change. Proxy on 8080,
-# admin (health, metrics, API, dashboard) on 9901, as the config sets them.
+# sluice watches that directory and reloads on change. Proxy on 8080 and
+# admin (health, metrics, API, dashboard) on 9901 when the config listens
+# there; admin.listen defaults to 127.0.0.1:9901, which nothing outside
+# the container reaches, so set it to ":9901" (deploy/configmap.yaml does).
 
 FROM golang:1.26 AS build
 WORKDIR /src
