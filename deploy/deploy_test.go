@@ -345,7 +345,8 @@ func secretFile(t *testing.T, m manifests, pod corev1.PodSpec, c corev1.Containe
 	m.get(t, "Secret/"+vol.Secret.SecretName, &sec)
 	for _, it := range vol.Secret.Items {
 		if it.Path == filepath.Base(file) {
-			if _, ok := sec.StringData[it.Key]; !ok {
+			_, inData := sec.Data[it.Key]
+			if _, ok := sec.StringData[it.Key]; !ok && !inData {
 				t.Errorf("%s: Secret %s has no key %s", file, sec.Name, it.Key)
 			}
 			return it.Key
