@@ -220,6 +220,9 @@ func TestTLS(t *testing.T) {
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	cert.Install(t, caFile, filepath.Join(t.TempDir(), "key.pem"))
 	cfg := redisConfig(r.Addr)
+	// A TLS handshake under -race on a loaded machine can take a while:
+	// the refusal must come from the certificate, not from a timeout.
+	cfg.DialTimeout = 5 * time.Second
 	cfg.TLS, cfg.CAFile = true, caFile
 	s, _ := open(t, cfg)
 	if g, err := s.Take("k", 1, 5, 2, 0); err != nil || g.Got != 2 {
