@@ -186,6 +186,18 @@ func TestGlobalKeyed(t *testing.T) {
 	if got := r.Do("EXISTS", "sluice:rl:api:a", "sluice:rl:api:b"); got != ":2" {
 		t.Fatalf("EXISTS of both tenants' buckets = %s", got)
 	}
+
+	// key client_ip: one bucket per client address, shared the same way.
+	r.Do("FLUSHALL")
+	byIP := replicas(t, 2, globalYAML(up.URL, r.Addr, 0.5, 1, ", key: client_ip"))
+	first, _ := get(t, byIP[0].URL+"/x")
+	second, _ := get(t, byIP[1].URL+"/x")
+	if first.StatusCode != 200 || second.StatusCode != 429 || second.Header.Get("Retry-After") != "2" {
+		t.Fatalf("client_ip: %d then %d (Retry-After %q), want 200 then 429 with 2", first.StatusCode, second.StatusCode, second.Header.Get("Retry-After"))
+	}
+	if got := r.Do("EXISTS", "sluice:rl:api:127.0.0.1"); got != ":1" {
+		t.Fatalf("EXISTS of the client's bucket = %s", got)
+	}
 }
 
 // TestGlobalRedisKilled kills Redis under load: no request is lost or
