@@ -15,8 +15,8 @@ import (
 // from the shared bucket, spends it locally, and gives back what is left
 // when the lease expires, in the same script call as its next take.
 //
-// The lease is sized from the key's recent local demand, enough for
-// leaseTTL of it, and capped at maxLease = burst ÷ (8 × replicas) (replicas
+// The lease is sized from the key's recent local demand (every request for
+// the key, admitted or refused), enough for leaseTTL of it, and capped at maxLease = burst ÷ (8 × replicas) (replicas
 // 1 when unset), at least 1. A replica asks for the next lease when half of
 // the current one is spent, in the background, so a request under steady
 // load does not wait on Redis.
@@ -29,9 +29,11 @@ import (
 // A replica that holds leased tokens while another is refused is the
 // fairness price; leases expire after leaseTTL, so it lasts at most that.
 //
-// When the shared bucket is empty the script says how long until its next
-// token; until then the replica refuses locally with that Retry-After,
-// without asking again. Retry-After and the RateLimit header come from the
+// When the shared bucket is empty the script says how long until it holds
+// the lease this replica asks for (one token for a quiet key); until then
+// the replica refuses locally with that Retry-After, without asking again.
+// So under overload each replica asks about once per lease's worth of
+// refill, not once per refusal nor once per token. Retry-After and the RateLimit header come from the
 // shared bucket's answers, not from a local guess: RateLimit's r is the
 // tokens the shared bucket held at its last answer to this replica.
 const leaseTTL = 100 * time.Millisecond
@@ -56,7 +58,7 @@ type lease struct {
 	emptyUntil time.Time  // the shared bucket has no token until then
 	shared     float64    // tokens the shared bucket held at its last answer
 	want       int        // size of the next lease
-	spent      int        // tokens spent since the last take, for sizing
+	asked      int        // requests since the last take, admitted or not: the demand
 	since      time.Time  // when the last take was asked for
 	pending    *refill    // non-nil while a take is in flight
 	waiting    int        // requests waiting for the take in flight
@@ -98,6 +100,7 @@ func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int,
 	}
 	var deadline time.Time
 	l.mu.Lock()
+	l.asked++
 	for {
 		if l.tokens > 0 && !now.Before(l.expires) {
 			l.back += l.tokens
@@ -149,7 +152,6 @@ func (g *globalBucket) allow(key string, now time.Time) (ok bool, remaining int,
 // spend takes a leased token; called with l.mu held, which it releases.
 func (g *globalBucket) spend(l *lease, now time.Time) (bool, int, time.Duration, time.Duration, bool) {
 	l.tokens--
-	l.spent++
 	if l.pending == nil && l.tokens <= l.want/2 && !now.Before(l.emptyUntil) {
 		g.refill(l, now)
 	}
@@ -185,13 +187,13 @@ func (g *globalBucket) refill(l *lease, now time.Time) *refill {
 	if !l.since.IsZero() {
 		// Size the lease from the demand since the previous take.
 		if el := now.Sub(l.since); el > 0 {
-			rate := float64(l.spent) / el.Seconds()
+			rate := float64(l.asked) / el.Seconds()
 			l.want = min(g.maxLease, max(1, int(math.Ceil(rate*leaseTTL.Seconds()))))
 		}
 	}
 	// Enough for the requests already waiting, too.
 	l.want = min(g.maxLease, max(l.want, l.waiting+1))
-	l.spent, l.since = 0, now
+	l.asked, l.since = 0, now
 	want, back := l.want, l.back
 	l.back = 0
 	go func() {

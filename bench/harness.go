@@ -42,6 +42,7 @@ type results struct {
 	Routing           []routingResult
 	Keys              []keysResult
 	Sluice9           *sluice9Result    // priority, adaptive, codel (sluice only)
+	Global            *globalResult     // global rate limits through Redis (sluice only)
 	Notes             []string          // what was skipped or went wrong
 	Ran               map[string]string // scenario → when it ran (UTC)
 }
@@ -136,9 +137,14 @@ func (h *harness) run(ctx context.Context) error {
 			h.res.Notes = nil
 		}
 	}
-	// A run of the sluice9 scenarios alone (sluice only, about a minute)
-	// keeps the header of the run it adds to: its section says when it ran.
-	keep := h.only != nil && len(h.only) == 1 && h.only["sluice9"] && !h.res.Started.IsZero()
+	// A run of sluice-only scenarios alone (sluice9, global: a minute or
+	// so) keeps the header of the run it adds to: its section says when it
+	// ran.
+	sluiceOnly := h.only != nil && len(h.only) > 0
+	for o := range h.only {
+		sluiceOnly = sluiceOnly && (o == "sluice9" || o == "global")
+	}
+	keep := sluiceOnly && !h.res.Started.IsZero()
 	prev := h.res
 	if h.res.Ran == nil {
 		h.res.Ran = map[string]string{}
@@ -204,10 +210,16 @@ func (h *harness) run(ctx context.Context) error {
 			ran("sluice9")
 		}
 	}
+	if h.wants("global") {
+		if err := h.runGlobal(ctx); err != nil {
+			h.note("global failed: %v", err)
+		} else {
+			ran("global")
+		}
+	}
 	h.res.LoadAfter = loadavg()
 	h.res.Finished = time.Now()
 	if keep {
-		h.res.Ran["sluice9"] = h.res.Started.UTC().Format("2006-01-02 15:04")
 		h.res.Started, h.res.Finished, h.res.LoadBefore, h.res.LoadAfter = prev.Started, prev.Finished, prev.LoadBefore, prev.LoadAfter
 		h.res.Quick, h.res.Settings, h.res.Machine = prev.Quick, prev.Settings, prev.Machine
 	}

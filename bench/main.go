@@ -23,6 +23,9 @@
 //     (gradient2, aimd) when the upstream's capacity halves mid-run (the
 //     upstream's control endpoint POST /_bench/slots?n=N); the fifo and
 //     codel queue disciplines at sustained 5× overload.
+//   - global (sluice only, about half a minute): a global rate limit
+//     through a real redis-server: its overhead against a local one, and
+//     three replicas sharing one limit at 5× its rate.
 //
 // The peers are Debian's packages, installed with apt-get when missing,
 // each run in the foreground with its own config on free loopback ports and
@@ -88,7 +91,7 @@ func main() {
 	quick := flag.Bool("quick", false, "short run to check the harness works (about 2 minutes)")
 	out := flag.String("out", "", "directory for BENCHMARKS.md and the charts (default: docs/ of the module, or a temporary directory with -quick)")
 	noInstall := flag.Bool("no-install", false, "do not apt-get install missing peers; skip the scenarios that need them")
-	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling, sluice9); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling, sluice9, global); default all")
 	render := flag.Bool("render", false, "rewrite the doc and charts from the saved bench-results.json; run nothing")
 	// Child roles: this binary started again by the harness.
 	role := flag.String("role", "", "internal: run as a child role (upstream, plainproxy, floor, guard, profile)")

@@ -70,6 +70,7 @@ type docData struct {
 	FloorVerdict                              string // the Go floor row against HAProxy and sluice
 	KeysSent                                  string
 	Sluice9Section                            string // the sluice9 section, "" before it has run
+	GlobalSection                             string // the global section, "" before it has run
 }
 
 func (h *harness) write() error {
@@ -110,6 +111,7 @@ func (h *harness) write() error {
 	d.VsCeiling = strings.Join(vs, ", ")
 	d.KeysSent = thousands(float64(r.Settings.Keys))
 	d.Sluice9Section = sluice9Section(r.Sluice9, r.Ran["sluice9"])
+	d.GlobalSection = globalSection(r.Global, r.Ran["global"])
 	if sl, ok := findOverhead(r.Overhead, "sluice"); ok {
 		ratio := func(target string) string {
 			if o, ok := findOverhead(r.Overhead, target); ok {

@@ -305,7 +305,7 @@ var takeScript = redis.NewScript(takeSource)
 type Grant struct {
 	Got  int           // tokens granted, 0 to want
 	Left float64       // tokens left in the shared bucket
-	Wait time.Duration // when Got is 0: until the bucket holds one token
+	Wait time.Duration // when Got is 0: until the bucket holds want tokens (1 to burst)
 }
 
 // Take gives back giveback unspent tokens to the shared bucket key (rate

@@ -2,7 +2,8 @@
 -- after giving back ARGV[4] unspent tokens of the previous one.
 -- KEYS[1] bucket hash {t = tokens, ts = server time in µs of t}
 -- ARGV: rps, burst, want, giveback
--- returns {got, tokens left ×1000 (floor), µs until one token (0 if got > 0)}
+-- returns {got, tokens left ×1000 (floor), µs until the bucket holds want
+-- tokens (at least 1, at most burst) when got is 0, else 0}
 local rps = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -26,7 +27,10 @@ if tokens >= 1 then
   got = math.min(want, math.floor(tokens))
   tokens = tokens - got
 else
-  wait = math.ceil((1 - tokens) * 1000000 / rps)
+  -- Until the bucket holds what was asked for (at most burst): a replica
+  -- that asks again sooner would only get a token at a time.
+  local need = math.max(1, math.min(want, burst))
+  wait = math.ceil((need - tokens) * 1000000 / rps)
 end
 redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
 -- A bucket left alone refills to full; then its state says nothing.
