@@ -81,6 +81,46 @@ func TestGlobalFallsBackAtOnce(t *testing.T) {
 	}
 }
 
+// TestGlobalSpendsLocalShare: what the shared bucket admitted is spent from
+// the local share too, so a replica that just spent its share globally has
+// no burst left locally when Redis goes: a flapping store must not grant
+// the burst again at each switch.
+func TestGlobalSpendsLocalShare(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	s := openStore(t, r.Addr)
+	l := newRateLimiter(config.RateLimit{RPS: 30, Burst: 9, Key: "none", MaxKeys: 1, Scope: "global", Replicas: 3}, "spent", s)
+	req := httptest.NewRequest("GET", "/", nil)
+	now := time.Now()
+	admitted := 0
+	for range 40 {
+		if ok, _, _, _ := l.Allow(req, now); ok {
+			admitted++
+		}
+	}
+	if admitted < 3 || !s.Up() {
+		t.Fatalf("admitted %d globally (store up %v); want at least the local burst, 3", admitted, s.Up())
+	}
+	r.Kill()
+	for i := range 10 {
+		if ok, _, _, delay := l.Allow(req, now); ok {
+			t.Fatalf("request %d admitted locally at the same instant after %d global admissions: the local share was not spent", i, admitted)
+		} else if delay <= 0 {
+			t.Fatal("a fallback refusal without a delay")
+		}
+	}
+	// A third of a second later the share (10/s) has refilled three tokens.
+	later := now.Add(time.Second / 3)
+	got := 0
+	for range 10 {
+		if ok, _, _, _ := l.Allow(req, later); ok {
+			got++
+		}
+	}
+	if got != 3 {
+		t.Fatalf("admitted %d locally a third of a second later; want the share's refill, 3", got)
+	}
+}
+
 // BenchmarkGlobalAllow is a global limit's decision when the lease holds
 // tokens: no Redis round trip, a mutex and counters. Run in parallel, as
 // a proxy's requests are.

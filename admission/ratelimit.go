@@ -127,13 +127,23 @@ func (l *RateLimiter) Allow(r *http.Request, now time.Time) (ok bool, remaining 
 	if l.single == nil {
 		key = l.key(r)
 	}
+	lim := l.single
 	if g := l.global; g != nil && g.store.Up() {
 		var decided bool
 		if ok, remaining, reset, delay, decided = g.allow(key, now); decided {
+			if ok {
+				// What the shared bucket admits is spent from the local
+				// share too, so that a switch to it (Redis slow or gone)
+				// starts from this replica's recent spending, not a full
+				// burst: flapping must not grant the burst again each time.
+				if lim == nil {
+					lim = l.table.get(key)
+				}
+				lim.AllowN(now, 1)
+			}
 			return ok, remaining, reset, delay
 		}
 	}
-	lim := l.single
 	if lim == nil {
 		lim = l.table.get(key)
 	}
