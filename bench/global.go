@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The global scenario, sluice only: global rate limits shared through a
@@ -163,7 +164,9 @@ func (h *harness) globalReplicas(ctx context.Context, redisAddr string, timeout 
 		return run, err
 	}
 	defer up.stop()
-	redisCmd(redisAddr, "FLUSHALL")
+	if err := redisFlush(redisAddr); err != nil {
+		return run, err
+	}
 	route := fmt.Sprintf("    rate_limit: {rps: %d, burst: %d, scope: global, replicas: %d}\nredis: {addrs: [%q], timeout: %s}",
 		gRate, gBurst, gReplicas, redisAddr, timeout)
 	var addrs, logs []string
@@ -227,9 +230,14 @@ func (r replicaRun) bound(rps float64, burst int) float64 {
 
 // waitRedis waits until Redis answers PING.
 func waitRedis(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if v, err := redisCmd(addr, "PING"); err == nil && v == "+PONG" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -237,10 +245,23 @@ func waitRedis(addr string) error {
 	return fmt.Errorf("redis-server on %s did not answer", addr)
 }
 
+// redisFlush empties Redis, so that a run starts from full buckets.
+func redisFlush(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return c.FlushAll(ctx).Err()
+}
+
 // redisCalls is the script calls (EVALSHA and EVAL) Redis has served, from
 // INFO commandstats; -1 if it cannot tell.
 func redisCalls(addr string) int64 {
-	v, err := redisCmd(addr, "INFO", "commandstats")
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	v, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return -1
 	}
@@ -256,53 +277,6 @@ func redisCalls(addr string) int64 {
 	return n
 }
 
-// redisCmd sends one command in RESP and returns a simple reply's line or a
-// bulk reply's text.
-func redisCmd(addr string, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if !strings.HasPrefix(line, "$") {
-		return line, nil
-	}
-	n, _ := strconv.Atoi(line[1:])
-	buf := make([]byte, n+2)
-	if _, err := ioReadFull(br, buf); err != nil {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
-
-func ioReadFull(br *bufio.Reader, buf []byte) (int, error) {
-	n := 0
-	for n < len(buf) {
-		k, err := br.Read(buf[n:])
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// globalSection renders the scenario for docs/BENCHMARKS.md.
 // medianLatencies is the median of each figure over runs taken apart:
 // throughput, p50 and p99.
 func medianLatencies(runs []wrkResult) wrkResult {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -12,10 +11,13 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// takeLua is sluice's shared token bucket script (see take.lua).
-//
-//go:embed take.lua
+// takeLua is sluice's shared token bucket script, read by main from
+// redisstore/take.lua of the sluice module this one sits in (a nested
+// module cannot embed its parent's files), so both measure the same script.
 var takeLua string
+
+// takeLuaPath is that file, relative to this module's directory.
+const takeLuaPath = "../../redisstore/take.lua"
 
 // The bucket parameters every measured call sends: a bucket that never runs
 // dry, so each call does the full read-refill-write of the script.

@@ -28,6 +28,12 @@ func main() {
 	faults := flag.Bool("faults", true, "run the timeout, kill/restart and stall checks")
 	reps := flag.Int("fault-reps", 3, "repetitions of each fault check")
 	flag.Parse()
+	script, err := os.ReadFile(takeLuaPath)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "redisclients runs from its own directory (bench/redisclients): %v\n", err)
+		os.Exit(2)
+	}
+	takeLua = string(script)
 	var concs []int
 	for _, f := range strings.Split(*concList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
