@@ -43,6 +43,7 @@ type results struct {
 	Keys              []keysResult
 	Sluice9           *sluice9Result    // priority, adaptive, codel (sluice only)
 	Global            *globalResult     // global rate limits through Redis (sluice only)
+	Saturated         *saturatedResult  // the machine at its limit: plain upstream, 3× to 20×
 	Notes             []string          // what was skipped or went wrong
 	Ran               map[string]string // scenario → when it ran (UTC)
 }
@@ -137,12 +138,12 @@ func (h *harness) run(ctx context.Context) error {
 			h.res.Notes = nil
 		}
 	}
-	// A run of sluice-only scenarios alone (sluice9, global: a minute or
-	// so) keeps the header of the run it adds to: its section says when it
+	// A run of scenarios with sections of their own alone (sluice9,
+	// global, saturated: minutes) keeps the header of the run it adds to: its section says when it
 	// ran.
 	sluiceOnly := h.only != nil && len(h.only) > 0
 	for o := range h.only {
-		sluiceOnly = sluiceOnly && (o == "sluice9" || o == "global")
+		sluiceOnly = sluiceOnly && (o == "sluice9" || o == "global" || o == "saturated")
 	}
 	keep := sluiceOnly && !h.res.Started.IsZero()
 	prev := h.res
@@ -182,6 +183,13 @@ func (h *harness) run(ctx context.Context) error {
 			return err
 		}
 		ran("overload")
+	}
+	if h.wants("saturated") {
+		if err := h.runSaturated(ctx); err != nil {
+			h.note("saturated failed: %v", err)
+		} else {
+			ran("saturated")
+		}
 	}
 	if h.wants("profile") {
 		if !h.havePeers {
@@ -268,6 +276,12 @@ func (h *harness) readVersions() {
 // capacity.
 func (h *harness) startUpstream(slots int, service time.Duration) (*proc, error) {
 	return startSelf("upstream", "-role", "upstream", "-slots", fmt.Sprint(slots), "-service", service.String(), "-life", childLife.String())
+}
+
+// startPlainUpstream runs the capacity upstream without lateness
+// compensation: each worker sleeps the service time.
+func (h *harness) startPlainUpstream(slots int, service time.Duration) (*proc, error) {
+	return startSelf("upstream", "-role", "upstream", "-slots", fmt.Sprint(slots), "-service", service.String(), "-plain", "-life", childLife.String())
 }
 
 // overheadTargets are the rows of the overhead table: the upstream alone,

@@ -91,13 +91,14 @@ func main() {
 	quick := flag.Bool("quick", false, "short run to check the harness works (about 2 minutes)")
 	out := flag.String("out", "", "directory for BENCHMARKS.md and the charts (default: docs/ of the module, or a temporary directory with -quick)")
 	noInstall := flag.Bool("no-install", false, "do not apt-get install missing peers; skip the scenarios that need them")
-	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, profile, scaling, sluice9, global); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (overhead, overload, saturated, profile, scaling, sluice9, global); default all")
 	render := flag.Bool("render", false, "rewrite the doc and charts from the saved bench-results.json; run nothing")
 	// Child roles: this binary started again by the harness.
 	role := flag.String("role", "", "internal: run as a child role (upstream, plainproxy, floor, guard, profile)")
 	listen := flag.String("listen", "127.0.0.1:0", "internal: listen address of a role")
 	slots := flag.Int("slots", 0, "internal: upstream concurrency (0 = unlimited, no service time)")
 	service := flag.Duration("service", 0, "internal: upstream service time")
+	plain := flag.Bool("plain", false, "internal: upstream workers sleep the service time without paying back timer lateness")
 	target := flag.String("target", "", "internal: plainproxy's and floor's upstream URL")
 	life := flag.Duration("life", childLife, "internal: a role's longest life")
 	logPath := flag.String("log", "", "internal: guard's log file")
@@ -113,7 +114,7 @@ func main() {
 		var err error
 		switch *role {
 		case "upstream":
-			err = runUpstreamRole(*listen, *slots, *service, *life)
+			err = runUpstreamRole(*listen, *slots, *service, *plain, *life)
 		case "plainproxy":
 			err = runPlainProxyRole(*listen, *target, *life)
 		case "floor":

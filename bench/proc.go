@@ -126,6 +126,35 @@ func (p *proc) peakRSS() int64 {
 	return total
 }
 
+// cpu is the CPU time (user and system) the processes of the server's
+// process group have used so far, from /proc/PID/stat; children that have
+// exited are not counted, which no server under test has.
+func (p *proc) cpu() time.Duration {
+	var ticks int64
+	for _, pid := range groupPids(p.pid) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// After "(comm)": state is field 3, utime 14 and stime 15.
+		f := strings.Fields(s[i+1:])
+		if len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			ticks += u + st
+		}
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on Linux.
+const clockTicks = 100
+
 // groupPids lists the processes whose process group is pgid.
 func groupPids(pgid int) []int {
 	ents, _ := os.ReadDir("/proc")

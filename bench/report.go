@@ -71,6 +71,7 @@ type docData struct {
 	KeysSent                                  string
 	Sluice9Section                            string // the sluice9 section, "" before it has run
 	GlobalSection                             string // the global section, "" before it has run
+	SaturatedSection                          string // the saturated section, "" before it has run
 }
 
 func (h *harness) write() error {
@@ -112,6 +113,7 @@ func (h *harness) write() error {
 	d.KeysSent = thousands(float64(r.Settings.Keys))
 	d.Sluice9Section = sluice9Section(r.Sluice9, r.Ran["sluice9"])
 	d.GlobalSection = globalSection(r.Global, r.Ran["global"])
+	d.SaturatedSection = saturatedSection(r.Saturated, r.Settings, r.Ran["saturated"])
 	if sl, ok := findOverhead(r.Overhead, "sluice"); ok {
 		ratio := func(target string) string {
 			if o, ok := findOverhead(r.Overhead, target); ok {

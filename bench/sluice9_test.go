@@ -56,7 +56,7 @@ func TestOpenLoopVariants(t *testing.T) {
 // sleep is never shorter than asked): on one slot, two requests take two
 // service times.
 func TestUpstreamSlotsLowered(t *testing.T) {
-	srv := httptest.NewServer(upstreamHandler(2, 50*time.Millisecond))
+	srv := httptest.NewServer(upstreamHandler(2, 50*time.Millisecond, false))
 	defer srv.Close()
 	took := func() time.Duration {
 		start := time.Now()

@@ -33,7 +33,12 @@ const bodySize = 128
 // queue for a worker pool or in an accept backlog. A waiting request whose
 // client (the proxy) gives up leaves the line, the friendliest case for a
 // proxy that does not bound its queue.
-func upstreamHandler(slots int, service time.Duration) http.Handler {
+//
+// With plain, a worker just sleeps the service time, as a simple service
+// does: a timer that wakes late costs it throughput, which it never pays
+// back (the "plain upstream" of the saturated scenario). Otherwise it
+// keeps its schedule, see slot.
+func upstreamHandler(slots int, service time.Duration, plain bool) http.Handler {
 	body := []byte(strings.Repeat("x", bodySize))
 	hdr := []string{"text/plain"}
 	// free holds the slots not in use; Go queues blocked receivers in FIFO
@@ -74,7 +79,11 @@ func upstreamHandler(slots int, service time.Duration) http.Handler {
 			case <-r.Context().Done():
 				return
 			}
-			s.serve(arrived, service)
+			if plain {
+				time.Sleep(service)
+			} else {
+				s.serve(arrived, service)
+			}
 			free <- s
 		}
 		w.Header()["Content-Type"] = hdr
@@ -130,7 +139,7 @@ func serveRole(ln net.Listener, h http.Handler, life time.Duration) error {
 	return nil
 }
 
-func runUpstreamRole(listen string, slots int, service, life time.Duration) error {
+func runUpstreamRole(listen string, slots int, service time.Duration, plain bool, life time.Duration) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
@@ -138,7 +147,7 @@ func runUpstreamRole(listen string, slots int, service, life time.Duration) erro
 	if slots == 0 {
 		return serveFast(ln, life)
 	}
-	return serveRole(ln, upstreamHandler(slots, service), life)
+	return serveRole(ln, upstreamHandler(slots, service, plain), life)
 }
 
 // serveFast is the fast upstream: a minimal HTTP/1.1 responder that answers
