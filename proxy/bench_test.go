@@ -284,8 +284,14 @@ routes:
 //
 // Metrics are on and tracing off. The plain sub-benchmarks have no access
 // log; accesslog-* write it as JSON to io.Discard, as server.access_log
-// does to stderr. loopback-rate_limited is a real client over a real
-// listener, to compare with BenchmarkProxy/loopback.
+// does to stderr (past the budget, refusals are folded into counts).
+//
+// loopback-rate_limited is a real client over a real listener, to compare
+// with BenchmarkProxy/loopback; loopback-remote-rate_limited has the client
+// in another process, so that its cpu-ns/op are the proxy's alone, to
+// compare with BenchmarkProxy/loopback-remote. loopback-remote-floor is a
+// bare net/http handler writing the same answer: what no work of sluice's
+// can take away.
 func BenchmarkReject(b *testing.B) {
 	release := make(chan struct{})
 	held := make(chan struct{}, 4)
@@ -364,9 +370,22 @@ routes:
 	srv := httptest.NewServer(plain)
 	defer srv.Close()
 	b.Run("loopback-remote-rate_limited", remoteClient(b, srv.URL+"/rl", 429))
+	// The floor under any refusal: a handler that only copies in the same
+	// headers and body, prepared beforehand, and does nothing else.
+	fw := httptest.NewRecorder()
+	plain.ServeHTTP(fw, httptest.NewRequest("GET", "http://bench.local/rl", nil))
+	floorHdr, floorBody := fw.Result().Header, fw.Body.Bytes()
+	floor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		for k, v := range floorHdr {
+			h[k] = v
+		}
+		w.WriteHeader(429)
+		w.Write(floorBody)
+	}))
+	defer floor.Close()
+	b.Run("loopback-remote-floor", remoteClient(b, floor.URL, 429))
 	b.Run("loopback-rate_limited", func(b *testing.B) {
-		srv := httptest.NewServer(plain)
-		defer srv.Close()
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 		b.ReportAllocs()
 		defer reportCPU(b)()
