@@ -155,7 +155,9 @@ func (l *RateLimiter) Allow(r *http.Request, now time.Time) (ok bool, remaining 
 		delay = l.durationFor(1 - tokens)
 	}
 	remaining = int(math.Max(0, math.Floor(tokens)))
-	reset = l.durationFor(float64(lim.Burst()) - tokens)
+	// Every local bucket has burst localBurst and none is ever resized:
+	// lim.Burst would take the bucket's lock a third time.
+	reset = l.durationFor(float64(l.localBurst) - tokens)
 	return ok, remaining, reset, delay
 }
 

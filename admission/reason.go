@@ -16,10 +16,12 @@ const (
 	// written and the proxy logs 499.
 	ClientGone
 
-	numReasons
+	// NumReasons is one more than the largest Reason, for tables indexed
+	// by reason.
+	NumReasons
 )
 
-var reasonNames = [numReasons]string{
+var reasonNames = [NumReasons]string{
 	Admitted:          "admitted",
 	RateLimited:       "rate_limited",
 	QueueFull:         "queue_full",
@@ -31,7 +33,7 @@ var reasonNames = [numReasons]string{
 }
 
 func (r Reason) String() string {
-	if r < numReasons {
+	if r < NumReasons {
 		return reasonNames[r]
 	}
 	return "unknown"

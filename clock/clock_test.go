@@ -71,3 +71,19 @@ func TestReportingTellsEachDeadline(t *testing.T) {
 		t.Fatal("a reported timer did not fire at its deadline")
 	}
 }
+
+func TestSince(t *testing.T) {
+	f := NewFake(time.Unix(1000, 0))
+	start := f.Now()
+	f.Advance(1500 * time.Millisecond)
+	if got := Since(f, start); got != 1500*time.Millisecond {
+		t.Errorf("Since on a fake = %v, want 1.5s", got)
+	}
+	if IsReal(f) || !IsReal(Real()) {
+		t.Errorf("IsReal(fake) = %v, IsReal(Real()) = %v", IsReal(f), IsReal(Real()))
+	}
+	r := Real()
+	if got := Since(r, r.Now().Add(-time.Hour)); got < time.Hour {
+		t.Errorf("Since on the wall clock an hour ago = %v", got)
+	}
+}

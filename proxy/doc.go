@@ -1,7 +1,9 @@
 // Package proxy is sluice's HTTP glue: the http.Handler of the proxy
 // listener. It matches a request to a route, admits it, forwards it to a
 // target of the route's upstream, observes the outcome, and turns every
-// refusal into its response in exactly one place (writeReject).
+// refusal into its response in exactly one place (writeReject), from
+// bodies and header values built once per route, reason and Retry-After
+// (rejectCache), so that refusing under overload allocates nothing.
 //
 // # The request path
 //
@@ -24,8 +26,9 @@
 //	  ▼
 //	observe ── the breaker's outcome and the adaptive limit's sample
 //	           (serveRoute); status counts, histograms, the access log line
-//	           and the span (finish, deferred: once per request, whatever
-//	           happened)
+//	           (or, for a refusal past its route's budget of lines, a count
+//	           written once a second: refusallog.go) and the span (finish,
+//	           deferred: once per request, whatever happened)
 //
 // Every request is answered exactly once, and accounted exactly once: finish
 // runs deferred from ServeHTTP, so even a response that broke off midway

@@ -178,7 +178,7 @@ func (p *Proxy) injectFault(st *reqState, r *http.Request, ctx context.Context, 
 			st.status = upstreamStatus(st.clientCtx, ctx, ctx.Err())
 			if st.status == http.StatusGatewayTimeout {
 				closeIfBodyUnread(w, r)
-				writeProblem(w, http.StatusGatewayTimeout, rt, "", 0, "the upstream did not answer in time")
+				writeProblem(w, http.StatusGatewayTimeout, rt, "the upstream did not answer in time")
 			}
 			d.FinishSample(breaker.Ignored, admission.SampleSkip)
 			return true
@@ -198,7 +198,7 @@ func (p *Proxy) injectFault(st *reqState, r *http.Request, ctx context.Context, 
 		if plan.Abort == http.StatusNoContent || plan.Abort == http.StatusNotModified {
 			w.WriteHeader(plan.Abort) // these statuses carry no body
 		} else {
-			writeProblem(w, plan.Abort, rt, "", 0, "the answer was injected by the route's fault (abort)")
+			writeProblem(w, plan.Abort, rt, "the answer was injected by the route's fault (abort)")
 		}
 		d.FinishSample(rt.faultOutcome(s, plan.Abort, false), admission.SampleSkip)
 		return true

@@ -137,13 +137,13 @@ func answerForwardError(w http.ResponseWriter, r *http.Request, st *reqState, re
 	closeIfBodyUnread(w, r) // the transport may have stopped reading it midway
 	switch st.status {
 	case http.StatusRequestEntityTooLarge:
-		writeProblem(w, http.StatusRequestEntityTooLarge, st.route, "", 0, "the request body exceeds the route's max_body_bytes")
+		writeProblem(w, http.StatusRequestEntityTooLarge, st.route, "the request body exceeds the route's max_body_bytes")
 	case StatusClientClosed:
 		// Nobody is listening; writing would only log a broken pipe.
 	case http.StatusGatewayTimeout:
-		writeProblem(w, http.StatusGatewayTimeout, st.route, "", 0, "the upstream did not answer in time")
+		writeProblem(w, http.StatusGatewayTimeout, st.route, "the upstream did not answer in time")
 	default:
-		writeProblem(w, http.StatusBadGateway, st.route, "", 0, "the upstream could not be reached")
+		writeProblem(w, http.StatusBadGateway, st.route, "the upstream could not be reached")
 	}
 }
 

@@ -127,7 +127,7 @@ func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
 
 // closedPortURL is an http:// URL of a loopback port nothing listens on:
 // a dial there is refused.
-func closedPortURL(t *testing.T) string {
+func closedPortURL(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"sluice/admission"
+	"sluice/clock"
 )
 
 // statusWriter records the status and body size a handler wrote. It lives
@@ -134,7 +135,7 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 	} else if status == 0 {
 		status = http.StatusOK // net/http's implicit answer
 	}
-	took := p.clk.Now().Sub(st.start)
+	took := clock.Since(p.clk, st.start)
 	if rt := st.route; rt != nil {
 		rt.codes.inc(status)
 		rt.durHist.Observe(took.Seconds())
@@ -145,7 +146,11 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		p.unmatched.inc(status)
 	}
 	if p.access != nil {
-		p.logAccess(st, r, status, took)
+		if st.route != nil && isRefusal(st.reason) {
+			p.logRefusal(st, r, status, took)
+		} else {
+			p.logAccess(st, r, status, took)
+		}
 	}
 	if st.span != nil {
 		endSpan(st, status)

@@ -36,6 +36,12 @@ type Proxy struct {
 	faults *fault.Sampler   // draws the injected faults of routes that have one
 
 	unmatched codeCounts // answers to requests no route matched
+	// refusals are the routes' access-log budgets and folded refusal
+	// counts, by route name.
+	refusals refusalLogs
+	// wall says clk is the wall clock, so its times may be used as
+	// deadlines for net/http.
+	wall bool
 
 	// retiredStoreErrs are the errors of stores a reload replaced, so that
 	// sluice_ratelimit_store_errors_total never goes back.
@@ -87,7 +93,8 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 		o.Clock = clock.Real()
 	}
 	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler,
-		faults: fault.NewSampler(o.FaultRand)}
+		faults: fault.NewSampler(o.FaultRand), wall: clock.IsReal(o.Clock)}
+	p.refusals.since = p.clk.Now()
 	if p.tracer != nil && p.prop == nil {
 		p.prop = propagation.TraceContext{}
 	}
@@ -205,6 +212,8 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream, store *redisstore.Store) 
 		cfg:      rc,
 		name:     rc.Name,
 		nameJSON: nameJSON,
+		rejects:  newRejectCache(nameJSON),
+		refusals: p.refusals.route(rc.Name),
 		up:       u,
 		timeout:  rc.Timeout,
 		maxBody:  rc.MaxBodyBytes,
@@ -308,7 +317,8 @@ func (p *Proxy) retire(old, t *table) {
 }
 
 // Start launches the background work (health checks, backpressure
-// sampling). It stops when ctx is done or Close is called.
+// sampling, the access log's summaries of folded refusals). It stops when
+// ctx is done or Close is called.
 func (p *Proxy) Start(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -318,6 +328,9 @@ func (p *Proxy) Start(ctx context.Context) {
 	}
 	if p.smp != nil {
 		p.running.Go(func() { p.smp.Run(p.runCtx) })
+	}
+	if p.access != nil {
+		p.running.Go(func() { p.foldLoop(p.runCtx) })
 	}
 }
 
@@ -351,7 +364,8 @@ func (p *Proxy) CloseIdleConnections() {
 	}
 }
 
-// Close stops background work and closes idle upstream connections.
+// Close stops background work, writes the refusals folded in the access
+// log since the last summary, and closes idle upstream connections.
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	if p.cancel != nil {
@@ -359,6 +373,9 @@ func (p *Proxy) Close() {
 	}
 	p.mu.Unlock()
 	p.running.Wait()
+	if p.access != nil {
+		p.flushFolded()
+	}
 	t := p.tab.Load()
 	for _, u := range t.upstreams {
 		u.close()

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/admission"
@@ -16,28 +17,31 @@ const (
 )
 
 // rejectInfo is what the rejection table of docs/SPEC.md ("Admission order
-// and rejections") says about one reason.
+// and rejections") says about one reason; status 0 marks a reason that is
+// not a refusal (admitted, client_gone).
 type rejectInfo struct {
 	status int
 	detail string
 	header []string // Sluice-Reject value, shared: header values are never mutated in place
 }
 
-var rejects = func() map[admission.Reason]rejectInfo {
-	m := map[admission.Reason]rejectInfo{
-		admission.RateLimited:       {http.StatusTooManyRequests, "the route's rate limit is exhausted for this client", nil},
-		admission.QueueFull:         {http.StatusServiceUnavailable, "the route is at capacity and its wait queue is full", nil},
-		admission.QueueTimeout:      {http.StatusServiceUnavailable, "the route stayed at capacity for the maximum queue wait", nil},
-		admission.BreakerOpen:       {http.StatusServiceUnavailable, "the upstream's circuit breaker is open", nil},
-		admission.NoHealthyUpstream: {http.StatusServiceUnavailable, "no target of the upstream is healthy", nil},
-		admission.ShuttingDown:      {http.StatusServiceUnavailable, "the proxy is shutting down", nil},
+var rejects = func() (t [admission.NumReasons]rejectInfo) {
+	t[admission.RateLimited] = rejectInfo{status: http.StatusTooManyRequests, detail: "the route's rate limit is exhausted for this client"}
+	t[admission.QueueFull] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the route is at capacity and its wait queue is full"}
+	t[admission.QueueTimeout] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the route stayed at capacity for the maximum queue wait"}
+	t[admission.BreakerOpen] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the upstream's circuit breaker is open"}
+	t[admission.NoHealthyUpstream] = rejectInfo{status: http.StatusServiceUnavailable, detail: "no target of the upstream is healthy"}
+	t[admission.ShuttingDown] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the proxy is shutting down"}
+	for r := range t {
+		if t[r].status != 0 {
+			t[r].header = []string{admission.Reason(r).String()}
+		}
 	}
-	for r, ri := range m {
-		ri.header = []string{r.String()}
-		m[r] = ri
-	}
-	return m
+	return t
 }()
+
+// isRefusal reports whether r is one of the rejection table's reasons.
+func isRefusal(r admission.Reason) bool { return r < admission.NumReasons && rejects[r].status != 0 }
 
 var (
 	hdrProblemJSON = []string{"application/problem+json"}
@@ -56,27 +60,93 @@ func retryAfterSeconds(d time.Duration) int64 {
 
 // writeReject is the one place that turns an admission refusal into its
 // response: status, Sluice-Reject, Retry-After (omitted for shutting_down,
-// which promises nothing) and an RFC 9457 problem body.
+// which promises nothing) and an RFC 9457 problem body. The body and the
+// header values come from the route's rejectCache, so that refusing under
+// overload builds nothing: everything but the map entries is shared.
 func writeReject(w http.ResponseWriter, rt *Route, reason admission.Reason, retryAfter time.Duration) {
-	ri, ok := rejects[reason]
-	if !ok {
+	if !isRefusal(reason) {
 		panic("proxy: no response for reason " + reason.String())
 	}
-	h := w.Header()
-	h["Sluice-Reject"] = ri.header
+	ri := &rejects[reason]
 	var secs int64
 	if reason != admission.ShuttingDown {
 		secs = retryAfterSeconds(retryAfter)
-		h["Retry-After"] = retryAfterValue(secs)
 	}
-
-	writeProblem(w, ri.status, rt, ri.header[0], secs, ri.detail)
+	resp := rt.rejects.response(reason, secs)
+	h := w.Header()
+	h["Sluice-Reject"] = ri.header
+	if resp.retryAfter != nil {
+		h["Retry-After"] = resp.retryAfter
+	}
+	h["Content-Type"] = hdrProblemJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Content-Length"] = resp.contentLength
+	w.WriteHeader(ri.status)
+	_, _ = w.Write(resp.body) // io.Writer: Write neither keeps nor changes it
 }
 
-// retryAfterValues holds the header values of common Retry-After seconds,
-// so that refusing under overload allocates nothing for the header.
+// maxCachedRetryAfter is the largest Retry-After, in seconds, whose
+// responses a route keeps one of per reason. Queue and breaker waits and
+// the next token of any rate above 1/300 rps fall below it; beyond it a
+// reason keeps only its latest response, enough for a slow bucket whose
+// delay changes once a second.
+const maxCachedRetryAfter = 300
+
+// rejectCache holds a route's refusal responses by reason and Retry-After
+// seconds. Each is built on the first refusal that needs it and published
+// with an atomic store; once published it is never changed, so concurrent
+// refusals share it. A reason's table (2.4 KiB) is made only when the route
+// first refuses for it. Two refusals racing to build the same response
+// both build it and one store wins: equal bytes either way.
+type rejectCache struct {
+	nameJSON []byte // the route's name as a JSON string
+	reasons  [admission.NumReasons]atomic.Pointer[rejectSecs]
+}
+
+type rejectSecs struct {
+	bySecs [maxCachedRetryAfter + 1]atomic.Pointer[rejectResponse]
+	beyond atomic.Pointer[rejectResponse] // the latest above maxCachedRetryAfter
+}
+
+// rejectResponse is one refusal's answer, built once.
+type rejectResponse struct {
+	secs          int64
+	body          []byte
+	contentLength []string
+	retryAfter    []string // nil for shutting_down
+}
+
+func newRejectCache(nameJSON []byte) *rejectCache { return &rejectCache{nameJSON: nameJSON} }
+
+// response returns the answer to a refusal for reason with secs of
+// Retry-After (0 for shutting_down).
+func (c *rejectCache) response(reason admission.Reason, secs int64) *rejectResponse {
+	set := c.reasons[reason].Load()
+	if set == nil {
+		c.reasons[reason].CompareAndSwap(nil, new(rejectSecs))
+		set = c.reasons[reason].Load()
+	}
+	slot := &set.beyond
+	if secs <= maxCachedRetryAfter {
+		slot = &set.bySecs[secs]
+	}
+	if r := slot.Load(); r != nil && r.secs == secs {
+		return r
+	}
+	ri := &rejects[reason]
+	body := appendProblem(nil, ri.status, c.nameJSON, ri.header[0], secs, ri.detail)
+	r := &rejectResponse{secs: secs, body: body, contentLength: []string{strconv.Itoa(len(body))}}
+	if reason != admission.ShuttingDown {
+		r.retryAfter = retryAfterValue(secs)
+	}
+	slot.Store(r)
+	return r
+}
+
+// retryAfterValues holds the header values of the Retry-After seconds a
+// rejectCache keeps, shared by every route.
 var retryAfterValues = func() [][]string {
-	v := make([][]string, 301)
+	v := make([][]string, maxCachedRetryAfter+1)
 	for i := range v {
 		v[i] = []string{strconv.Itoa(i)}
 	}
@@ -105,12 +175,30 @@ func closeIfBodyUnread(w http.ResponseWriter, r *http.Request) {
 
 var hdrClose = []string{"close"}
 
-// writeProblem writes an application/problem+json (RFC 9457) response. The
-// body is appended by hand: rejections are the hot path under overload and
-// must not pay for reflection. reason "" and retryAfter 0 are left out.
-func writeProblem(w http.ResponseWriter, status int, rt *Route, reason string, retryAfter int64, detail string) {
+// writeProblem writes an application/problem+json (RFC 9457) response for
+// the answers that are not admission refusals (those have writeReject).
+func writeProblem(w http.ResponseWriter, status int, rt *Route, detail string) {
 	bp := bodyPool.Get().(*[]byte)
-	b := (*bp)[:0]
+	var name []byte
+	if rt != nil {
+		name = rt.nameJSON
+	}
+	b := appendProblem((*bp)[:0], status, name, "", 0, detail)
+	h := w.Header()
+	h["Content-Type"] = hdrProblemJSON
+	h["Cache-Control"] = hdrNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	*bp = b
+	bodyPool.Put(bp)
+}
+
+// appendProblem appends an RFC 9457 problem body to b. It is appended by
+// hand: refusals are the hot path under overload and must not pay for
+// reflection. nameJSON nil (no route), reason "" and retryAfter 0 are left
+// out.
+func appendProblem(b []byte, status int, nameJSON []byte, reason string, retryAfter int64, detail string) []byte {
 	typ := "about:blank"
 	switch status {
 	case http.StatusTooManyRequests:
@@ -127,9 +215,9 @@ func writeProblem(w http.ResponseWriter, status int, rt *Route, reason string, r
 	b = append(b, `,"detail":"`...)
 	b = append(b, detail...) // details are constants without characters to escape
 	b = append(b, '"')
-	if rt != nil {
+	if nameJSON != nil {
 		b = append(b, `,"route":`...)
-		b = append(b, rt.nameJSON...)
+		b = append(b, nameJSON...)
 	}
 	if reason != "" {
 		b = append(b, `,"reason":"`...)
@@ -140,16 +228,7 @@ func writeProblem(w http.ResponseWriter, status int, rt *Route, reason string, r
 		b = append(b, `,"retry_after":`...)
 		b = strconv.AppendInt(b, retryAfter, 10)
 	}
-	b = append(b, "}\n"...)
-
-	h := w.Header()
-	h["Content-Type"] = hdrProblemJSON
-	h["Cache-Control"] = hdrNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-	*bp = b
-	bodyPool.Put(bp)
+	return append(b, "}\n"...)
 }
 
 // WriteError answers w with status and an RFC 9457 problem body naming no
@@ -158,7 +237,7 @@ func writeProblem(w http.ResponseWriter, status int, rt *Route, reason string, r
 // send the client to), so that every error sluice writes has one form.
 // detail is written as is: a constant without characters to escape.
 func WriteError(w http.ResponseWriter, status int, detail string) {
-	writeProblem(w, status, nil, "", 0, detail)
+	writeProblem(w, status, nil, detail)
 }
 
 // CheckHost returns nil when a request's Host (host[:port]) names a host a

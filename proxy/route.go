@@ -16,7 +16,9 @@ import (
 type Route struct {
 	cfg      config.Route // as configured, to tell an unchanged route on reload
 	name     string
-	nameJSON []byte // name as a JSON string, precomputed for reject bodies
+	nameJSON []byte       // name as a JSON string, precomputed for problem bodies
+	rejects  *rejectCache // its refusal responses, built once each
+	refusals *refusalLog  // its refusals' access-log budget and folded counts; shared by name across reloads
 	up       *Upstream
 	// strip is the prefix removed before forwarding; "" when strip_prefix is off.
 	strip   string

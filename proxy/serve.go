@@ -34,14 +34,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// open a tunnel to a host of the client's choosing.
 	if r.Method == http.MethodConnect {
 		st.sw.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
-		writeProblem(&st.sw, http.StatusMethodNotAllowed, nil, "", 0, "CONNECT is not supported: sluice is a reverse proxy")
+		writeProblem(&st.sw, http.StatusMethodNotAllowed, nil, "CONNECT is not supported: sluice is a reverse proxy")
 		return
 	}
 	// Absolute-form targets ("GET http://other/x") are routed by their
 	// authority like any Host, and forwarded only to the route's configured
 	// targets; anything else that is not a path (asterisk-form) is refused.
 	if !strings.HasPrefix(r.URL.Path, "/") {
-		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, "the request target must be a path")
+		writeProblem(&st.sw, http.StatusBadRequest, nil, "the request target must be a path")
 		return
 	}
 	// A Host that names no host (routing.CheckHost has the grammar) is
@@ -53,7 +53,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// is optional (RFC 9112 §3.2 requires it from HTTP/1.1 on; HTTP/2's
 	// :authority arrives here as the Host and is checked the same).
 	if err := routing.CheckHost(r.Host); err != nil && (r.Host != "" || r.ProtoAtLeast(1, 1)) {
-		writeProblem(&st.sw, http.StatusBadRequest, nil, "", 0, err.Error())
+		writeProblem(&st.sw, http.StatusBadRequest, nil, err.Error())
 		return
 	}
 	if routing.NeedsClean(r.URL) {
@@ -65,7 +65,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = p.startSpan(st, r)
 	}
 	if rt == nil {
-		writeProblem(&st.sw, http.StatusNotFound, nil, "", 0, "no route matches the request")
+		writeProblem(&st.sw, http.StatusNotFound, nil, "no route matches the request")
 		return
 	}
 	if rt.maxBody > 0 {
@@ -74,7 +74,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// limit, and errorHandler answers 413.
 		if r.ContentLength > rt.maxBody {
 			closeIfBodyUnread(&st.sw, r)
-			writeProblem(&st.sw, http.StatusRequestEntityTooLarge, rt, "", 0, "the request body exceeds the route's max_body_bytes")
+			writeProblem(&st.sw, http.StatusRequestEntityTooLarge, rt, "the request body exceeds the route's max_body_bytes")
 			return
 		}
 		if r.Body != nil && r.Body != http.NoBody {
@@ -91,7 +91,11 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 	// deadline, queue wait included).
 	var deadline time.Time
 	if rt.timeout > 0 {
-		deadline = time.Now().Add(rt.timeout)
+		if p.wall {
+			deadline = st.start.Add(rt.timeout) // a clock read saved
+		} else {
+			deadline = time.Now().Add(rt.timeout)
+		}
 	}
 	st.rctx = routeCtx{client: r.Context(), deadline: deadline}
 	defer st.rctx.release()
@@ -102,11 +106,12 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		closeIfBodyUnread(w, r)
 		rt.adm.Refuse(admission.NoHealthyUpstream)
 		st.reason = admission.NoHealthyUpstream
-		st.retryAfter = retryAfterSeconds(rt.up.noHealthyRetryAfter())
-		writeReject(w, rt, admission.NoHealthyUpstream, rt.up.noHealthyRetryAfter())
+		retryAfter := rt.up.noHealthyRetryAfter()
+		st.retryAfter = retryAfterSeconds(retryAfter)
+		writeReject(w, rt, admission.NoHealthyUpstream, retryAfter)
 		return
 	}
-	d := rt.adm.Admit(ctx, r)
+	d := rt.adm.AdmitAt(ctx, r, st.start)
 	st.reason, st.queueWait = d.Reason, d.QueueWait
 	if d.Bulkheaded {
 		rt.qwaitHist.Observe(d.QueueWait.Seconds())
