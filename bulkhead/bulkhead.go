@@ -20,8 +20,8 @@ var (
 	// never after a wait: a client is never made to wait only to be refused.
 	ErrFull = errors.New("bulkhead: queue full")
 	// ErrTimeout: the caller waited its bound in the queue without a slot
-	// (max_wait, or the CoDel target under overload), or CoDel dropped it
-	// at dequeue because its wait had exceeded the target.
+	// (max_wait, or the CoDel target under overload), or CoDel refused it
+	// because its wait had exceeded the target while overloaded.
 	ErrTimeout = errors.New("bulkhead: queue wait timed out")
 	// ErrClosed: Close was called (shutdown). Queued waiters fail with it,
 	// and so does every later Acquire that would have had to wait.
@@ -126,6 +126,12 @@ type Bulkhead struct {
 	// that tests can check the limit was respected at the moment of each
 	// grant, which no outside observer can see.
 	testingOnGrant func(inflight, limit int)
+	// testingOnRelease, if set (tests only, before first use), is called
+	// under mu at the end of every release of a slot (Release, or a granted
+	// waiter passing its slot on) with the depth the release found and
+	// whether it handed the slot to a waiter, so that tests can check that
+	// a freed slot never goes idle while anyone waits.
+	testingOnRelease func(queued int, granted bool)
 }
 
 // New returns a bulkhead with maxConcurrent slots (at least 1) and a FIFO
@@ -229,14 +235,14 @@ func (b *Bulkhead) Acquire(ctx context.Context) (Permit, error) {
 // bounds waiting. Otherwise it fails at once with ErrClosed after Close,
 // ErrFull if the queue is too full for c (Options.ShedAt), or ctx.Err() if
 // ctx is already done; else it queues and returns when a slot is handed to
-// it, ctx is done (ctx.Err()), its wait bound passes or CoDel drops it
+// it, ctx is done (ctx.Err()), its wait bound passes or CoDel refuses it
 // (ErrTimeout), or Close is called (ErrClosed).
 //
 // When several of those happen together, the outcome is settled under the
 // lock when the waiter wakes: a done ctx always wins (a slot granted
-// meanwhile is passed on to the next waiter), then a grant (even if the
-// wait bound has also passed), then Close or a CoDel drop, then the
-// timeout.
+// meanwhile is passed on to the next waiter, and a hand-off that finds ctx
+// done passes the waiter over), then a grant (even if the wait bound has
+// also passed), then Close or a CoDel refusal, then the timeout.
 func (b *Bulkhead) AcquireClass(ctx context.Context, c Class) (Permit, error) {
 	checkClass(c)
 	b.mu.Lock()
@@ -245,13 +251,21 @@ func (b *Bulkhead) AcquireClass(ctx context.Context, c Class) (Permit, error) {
 		b.mu.Unlock()
 		return p, nil
 	}
+	if b.closed {
+		b.mu.Unlock()
+		return Permit{}, ErrClosed
+	}
+	var now time.Time
+	if b.codel {
+		// Read under mu, so enqueue and grant times are ordered as the
+		// critical sections are and no sojourn comes out negative.
+		now = b.clk.Now()
+		b.arriveLocked(now) // before the mode sets the wait bound and the depth decides shedding
+	}
 	var err error
-	switch {
-	case b.closed:
-		err = ErrClosed
-	case b.depth >= b.shedDepth[c]:
+	if b.depth >= b.shedDepth[c] {
 		err = ErrFull
-	default:
+	} else {
 		// Err, not Done: Done would allocate a channel on a fresh
 		// cancelCtx. Err is an atomic load and never calls back into us.
 		err = ctx.Err()
@@ -261,14 +275,7 @@ func (b *Bulkhead) AcquireClass(ctx context.Context, c Class) (Permit, error) {
 		return Permit{}, err
 	}
 	w := b.waiters.Get().(*waiter)
-	w.class = c
-	if b.codel {
-		// Read under mu, so enqueue and grant times are ordered as the
-		// critical sections are and no sojourn comes out negative.
-		now := b.clk.Now()
-		b.lapseLocked(now) // before the mode decides the wait bound
-		w.enqueued = now
-	}
+	w.class, w.enqueued = c, now
 	w.maxWait = b.queueWaitLocked()
 	b.pushLocked(w)
 	b.mu.Unlock()
@@ -381,12 +388,18 @@ func (b *Bulkhead) grantLocked(w *waiter) {
 func (b *Bulkhead) releaseLocked(s *permitState) {
 	s.next = b.free
 	b.free = s
+	queued := b.depth
+	var w *waiter
 	if b.inflight <= b.limit {
-		if w := b.nextLocked(); w != nil {
-			b.grantLocked(w)
-			return
-		}
+		w = b.nextLocked()
 	}
-	b.inflight--
-	b.inflightMirror.Store(int64(b.inflight))
+	if w != nil {
+		b.grantLocked(w)
+	} else {
+		b.inflight--
+		b.inflightMirror.Store(int64(b.inflight))
+	}
+	if b.testingOnRelease != nil {
+		b.testingOnRelease(queued, w != nil)
+	}
 }

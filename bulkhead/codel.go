@@ -16,9 +16,11 @@ const (
 	// "Fail at Scale"; Nichols and Jacobson's CoDel): FIFO until the
 	// sojourn of the oldest waiter has exceeded CoDelTarget at every grant
 	// for CoDelInterval; then, until a CoDelInterval passes in which no
-	// waiter was dropped or timed out, newest first, stale waiters dropped
-	// at dequeue and new waits bounded by CoDelTarget. The state machine
-	// is in the package documentation.
+	// waiter was dropped or timed out, newest first (a stale waiter too if
+	// nobody fresher waits: a freed slot never idles while anyone is
+	// queued), waiters older than CoDelTarget refused at every grant,
+	// arrival and timeout, and new waits bounded by CoDelTarget. The state
+	// machine is in the package documentation.
 	CoDel
 )
 
@@ -42,21 +44,53 @@ const (
 )
 
 // nextLocked unlinks and returns the waiter a free slot goes to, or nil if
-// nobody is queued (or, under CoDel, everybody queued was stale and has
-// been dropped). The caller grants to it.
+// nobody it could go to is queued. The caller grants to it.
+//
+// A waiter whose ctx is already done (gone) is passed over
+// (waitAbandoned): its caller has left, and granting to it would hold the
+// slot idle until its goroutine woke, saw the done ctx and passed the slot
+// on, which on a CPU-saturated machine is long after the slot freed. The
+// waiter gets what settle would have given it anyway (ctx.Err()); the slot
+// goes to the next waiter now rather than then. It applies to both
+// disciplines.
+//
+// Under CoDel the controller (controlLocked) runs once per hand-off, at
+// one clock read. Then, not overloaded, the pick is FIFO's; overloaded, it
+// is lifoNextLocked's, and the stale waiters left are refused.
 func (b *Bulkhead) nextLocked() *waiter {
-	if !b.codel {
-		if b.depth == 0 {
-			return nil
+	var now time.Time
+	if b.codel {
+		if b.depth == 0 && !b.overloaded && b.firstAbove.IsZero() {
+			return nil // nothing queued and nothing to reset: no clock read
 		}
-		w := b.fifoNextLocked()
+		now = b.clk.Now()
+		b.controlLocked(now)
+	}
+	for b.depth > 0 {
+		var w *waiter
+		if b.overloaded {
+			w = b.lifoNextLocked(now)
+		} else {
+			w = b.fifoNextLocked()
+		}
 		b.removeLocked(w)
+		if w.gone() {
+			b.decideLocked(w, waitAbandoned)
+			continue
+		}
+		if b.overloaded {
+			// After the pick, not before: a stale waiter may be the one
+			// served, and the pick must see every candidate.
+			b.refuseStaleLocked(now)
+		}
 		return w
 	}
-	if b.depth == 0 && !b.overloaded && b.firstAbove.IsZero() {
-		return nil // nothing queued and nothing to reset: no clock read
+	if b.codel {
+		// A slot found nobody to serve: the queue is not standing. CoDel
+		// resets first_above_time when it dequeues from an empty queue.
+		b.firstAbove = time.Time{}
 	}
-	return b.nextCoDelLocked(b.clk.Now())
+	return nil
 }
 
 // fifoNextLocked returns the waiter FIFO serves next: the head of the
@@ -68,6 +102,58 @@ func (b *Bulkhead) fifoNextLocked() *waiter {
 		}
 	}
 	panic("bulkhead: depth > 0 with every class list empty")
+}
+
+// lifoNextLocked returns the waiter an overloaded CoDel queue serves at
+// now (adaptive LIFO): the newest waiter of the highest class that has one
+// whose sojourn is at most target; if every waiter is stale, the newest of
+// the highest class queued, stale as it is. A slot is never left idle
+// while anyone waits: on a CPU-saturated machine it is timers and wake-ups
+// that run late, so a queue of stale waiters is likely exactly then, and
+// a waiter served late still does useful work where an idle slot does
+// none. Lists are in enqueue order, so each class's tail is its freshest
+// waiter and this costs one look per class. The queue must be non-empty.
+func (b *Bulkhead) lifoNextLocked(now time.Time) *waiter {
+	var stale *waiter
+	for c := range b.queues {
+		w := b.queues[c].tail
+		if w == nil {
+			continue
+		}
+		if now.Sub(w.enqueued) <= b.target {
+			return w
+		}
+		if stale == nil {
+			stale = w
+		}
+	}
+	if stale == nil {
+		panic("bulkhead: depth > 0 with every class list empty")
+	}
+	return stale
+}
+
+// refuseStaleLocked refuses, at now, every queued waiter whose sojourn
+// exceeds target: it fails with ErrTimeout (CoDel's drop), a refusal, so
+// the overload goes on. A stale waiter whose ctx is done is passed over
+// instead: its caller left, which is a cancel, not a refusal. Lists are in
+// enqueue order, so in each class the stale waiters are a prefix from the
+// head, and this costs O(1) per waiter refused plus one look per class.
+// It runs only while overloaded, at every hand-off, enqueue and timeout.
+func (b *Bulkhead) refuseStaleLocked(now time.Time) {
+	for c := range b.queues {
+		q := &b.queues[c]
+		for q.head != nil && now.Sub(q.head.enqueued) > b.target {
+			w := q.head
+			b.removeLocked(w)
+			if w.gone() {
+				b.decideLocked(w, waitAbandoned)
+				continue
+			}
+			b.decideLocked(w, waitDropped)
+			b.lastDrop = now
+		}
+	}
 }
 
 // standingSinceLocked returns the enqueue time of the oldest waiter
@@ -83,77 +169,47 @@ func (b *Bulkhead) standingSinceLocked() time.Time {
 	return oldest
 }
 
-// nextCoDelLocked is nextLocked under the CoDel discipline, at time now.
-// It runs the controller, then serves:
+// controlLocked runs the CoDel controller at a hand-off at time now, before
+// the waiter is picked:
 //
-//   - Nobody queued: a slot finds nobody to serve, so whatever sojourns
-//     were seen, the queue is not standing: the episode ends (CoDel resets
-//     first_above_time when it dequeues from an empty queue). An overload
-//     does not end here, see lapseLocked.
-//   - Not overloaded: the FIFO choice. The detector first looks at the
-//     sojourn (now minus enqueue time) of the oldest waiter queued, of any
-//     class, as CoDel looks at the packet at the head of its queue:
-//     without classes that is the waiter being granted. A sojourn above
-//     target starts (or continues) an episode, remembered in firstAbove;
-//     one at or below target ends it. A grant that sees a sojourn above
-//     target while the episode has lasted interval or more turns overload
-//     on, and is then served as below. (The oldest waiter, not the one
-//     granted: with classes, a fresh critical waiter is granted ahead of
-//     a standing queue of lower classes, and must not hide it.)
-//   - Overloaded: every waiter whose sojourn exceeds target is dropped
-//     with ErrTimeout (CoDel's drop at dequeue). Lists are in enqueue
-//     order, so in each class they are a prefix from the head, and this
-//     costs O(1) per waiter dropped. Then the newest waiter of the highest
-//     class left is served (adaptive LIFO), if any is.
+//   - Nobody queued: nothing to detect (nextLocked then ends the episode:
+//     a slot found nobody to serve). An overload does not end here, see
+//     lapseLocked.
+//   - Not overloaded: the detector looks at the sojourn (now minus enqueue
+//     time) of the oldest waiter queued, of any class, as CoDel looks at
+//     the packet at the head of its queue: without classes that is the
+//     waiter FIFO grants. A sojourn above target starts (or continues) an
+//     episode, remembered in firstAbove; one at or below target ends it.
+//     A hand-off that sees a sojourn above target while the episode has
+//     lasted interval or more turns overload on, and is then served as an
+//     overloaded one. (The oldest waiter, not the one granted: with
+//     classes, a fresh critical waiter is granted ahead of a standing
+//     queue of lower classes, and must not hide it.)
 //
-// Dropping every stale waiter, not only a stale candidate, changes no
-// outcome, only its timing (see the package documentation).
-func (b *Bulkhead) nextCoDelLocked(now time.Time) *waiter {
+// Overloaded, nextLocked serves by lifoNextLocked and then refuses the
+// stale waiters left (refuseStaleLocked).
+func (b *Bulkhead) controlLocked(now time.Time) {
 	b.lapseLocked(now)
-	if b.depth == 0 {
+	if b.overloaded || b.depth == 0 {
+		return
+	}
+	switch {
+	case now.Sub(b.standingSinceLocked()) <= b.target:
 		b.firstAbove = time.Time{}
-		return nil
+	case b.firstAbove.IsZero():
+		b.firstAbove = now
+	case now.Sub(b.firstAbove) >= b.interval:
+		b.overloaded, b.firstAbove = true, time.Time{}
+		b.lastDrop = now // the standing queue about to be refused is the first refusal
 	}
-	if !b.overloaded {
-		switch {
-		case now.Sub(b.standingSinceLocked()) <= b.target:
-			b.firstAbove = time.Time{}
-		case b.firstAbove.IsZero():
-			b.firstAbove = now
-		case now.Sub(b.firstAbove) >= b.interval:
-			b.overloaded, b.firstAbove = true, time.Time{}
-			b.lastDrop = now // the standing queue about to be dropped is the first refusal
-		}
-		if !b.overloaded {
-			w := b.fifoNextLocked()
-			b.removeLocked(w)
-			return w
-		}
-	}
-	for c := range b.queues {
-		q := &b.queues[c]
-		for q.head != nil && now.Sub(q.head.enqueued) > b.target {
-			w := q.head
-			b.removeLocked(w)
-			b.decideLocked(w, waitDropped)
-			b.lastDrop = now
-		}
-	}
-	for c := range b.queues {
-		if w := b.queues[c].tail; w != nil {
-			b.removeLocked(w)
-			return w
-		}
-	}
-	return nil
 }
 
 // lapseLocked ends an overload once an interval has passed in which no
-// waiter was dropped or timed out. It runs at every enqueue and dequeue,
-// before they act on the mode, and at timeouts. Why the exit is an interval without
-// refusals, and not CoDel's sojourn below target or an empty queue (both
-// of which adaptive LIFO produces by itself), is in the package
-// documentation.
+// waiter was dropped or timed out. It runs at every enqueue and hand-off,
+// before they act on the mode, and at timeouts. Why the exit is an
+// interval without refusals, and not CoDel's sojourn below target or an
+// empty queue (both of which adaptive LIFO produces by itself), is in the
+// package documentation.
 func (b *Bulkhead) lapseLocked(now time.Time) {
 	if b.overloaded && now.Sub(b.lastDrop) >= b.interval {
 		b.overloaded = false
@@ -162,7 +218,10 @@ func (b *Bulkhead) lapseLocked(now time.Time) {
 
 // timedOutLocked records that a waiter timed out while the queue is
 // overloaded: a refusal, so the overload goes on, unless it had already
-// lapsed (an interval without refusals ended before this one).
+// lapsed (an interval without refusals ended before this one). A timeout
+// is also a moment to refuse the waiters that have turned stale since the
+// last event, as an enqueue does: waiters that queued before the overload
+// began wait under max_wait, and no timer of theirs fires at target.
 func (b *Bulkhead) timedOutLocked() {
 	if !b.overloaded {
 		return
@@ -171,6 +230,23 @@ func (b *Bulkhead) timedOutLocked() {
 	b.lapseLocked(now)
 	if b.overloaded {
 		b.lastDrop = now
+		b.refuseStaleLocked(now)
+	}
+}
+
+// arriveLocked runs the controller for a request about to queue at now,
+// before the mode decides its wait bound and before the depth decides
+// whether it may queue at all: it ends a lapsed overload, and, while
+// overloaded, refuses the waiters that have turned stale since the last
+// event (the arrival path of refusals). That is what refuses a waiter
+// that queued before the overload began (its timer is max_wait) soon after
+// it turns stale: under overload, arrivals come faster than slots free.
+// And a stale waiter refused here no longer counts against ShedAt, so it
+// cannot get a fresh arrival refused with ErrFull in its place.
+func (b *Bulkhead) arriveLocked(now time.Time) {
+	b.lapseLocked(now)
+	if b.overloaded {
+		b.refuseStaleLocked(now)
 	}
 }
 

@@ -11,7 +11,7 @@
 // of held slots (inflight) and one intrusive doubly linked list of waiters
 // per class, each in arrival order. Each waiter has a channel with a
 // buffer of 1 on which it is told, once, that its fate was decided (a slot
-// granted, Close, or a CoDel drop).
+// granted, Close, a CoDel refusal, or passed over because its ctx was done).
 //
 //	AcquireClass(ctx, c)
 //	   |
@@ -43,7 +43,14 @@
 // the slot between the Release and the waiter waking up, and no class can
 // barge past another's waiters except through the order above. It also
 // gives the invariant "the queue is non-empty only while inflight >=
-// limit".
+// limit". Under either discipline, a freed slot goes back to the pool
+// only if the hand-off finds nobody queued whose ctx is still live: a
+// waiter whose ctx is already done is passed over at once (unlinked, told,
+// and it returns ctx.Err()), since its caller has left and handing it the
+// slot would hold the slot idle until its goroutine woke up to pass it on,
+// which on a CPU-saturated machine is late. The waiter's outcome is the
+// one it would have had anyway; the slot is used at once rather than
+// then (see the grant-versus-cancel race below).
 //
 // # Classes and shedding
 //
@@ -77,9 +84,10 @@
 // of the oldest waiter queued, of any class (CoDel looks at the packet at
 // the head of its queue; without classes that is the waiter granted, and
 // with classes it keeps fresh critical waiters served first from hiding a
-// standing queue behind them). "Above" means strictly more than target. A
-// refusal is a waiter dropped at dequeue or timed out while overloaded;
-// a cancel is not one.
+// standing queue behind them). "Above" means strictly more than target;
+// a waiter is stale when its sojourn is above target. A refusal is a
+// waiter refused for being stale or timed out while overloaded; a cancel
+// is not one.
 //
 //	              grant sees sojourn <= target, or a slot finds nobody queued
 //	       +-------------------------------------------------------+
@@ -92,31 +100,46 @@
 //	       |                                                  | grant sees sojourn > target
 //	       |                                                  | at now >= t0 + interval
 //	       |                                                  v
-//	       |  an enqueue, dequeue or timeout at  +-----------------------+
+//	       |  an enqueue, grant or timeout at    +-----------------------+
 //	       |  now >= lastDrop + interval:        |      OVERLOADED       |--+ a refusal:
 //	       +- an interval without a refusal -----|  lastDrop = now       |  | lastDrop = now
-//	          (or Close)                         |  drop stale, serve    |<-+
-//	                                             |  newest, new waits    |
+//	          (or Close)                         |  serve newest, refuse |<-+
+//	                                             |  stale, new waits     |
 //	                                             |  <= target            |
 //	                                             +-----------------------+
 //
 // While not overloaded, grants are FIFO and each waiter waits at most
-// max_wait: a burst is absorbed exactly as under FIFO. While overloaded,
-// at each grant (Release, SetLimit, or a canceled grant passed on):
+// max_wait: a burst is absorbed exactly as under FIFO. While overloaded:
 //
-//  1. every waiter whose sojourn exceeds target is dropped: it fails with
-//     ErrTimeout (CoDel's drop at dequeue). Lists are in arrival order, so
-//     the stale waiters are a prefix of each list, and dropping them costs
-//     O(1) each;
-//  2. the slot goes to the newest waiter of the highest class left (LIFO:
-//     a fresh request can still meet its deadline, a stale one cannot), or
-//     back to the pool if the drops emptied the queue;
-//
-// and
-//
+//  1. a slot (freed by Release, added by SetLimit, or passed on by a
+//     canceled grant) goes to the newest waiter of the highest class that
+//     has one at most target old (LIFO: a fresh request can still meet
+//     its deadline, a stale one likely cannot); if every waiter is stale,
+//     to the newest waiter of the highest class, stale as it is. A slot is
+//     never left idle while anyone waits: served late beats not served,
+//     and a queue of stale waiters is most likely exactly when the machine
+//     is CPU-saturated, because then it is timers and wake-ups that run
+//     late;
+//  2. at that grant, every other waiter whose sojourn exceeds target is
+//     refused: it fails with ErrTimeout (CoDel's drop at dequeue);
 //  3. a request that queues waits at most target (max_wait if shorter)
 //     instead of max_wait, so a request arriving into a standing queue
-//     learns within target that it will not be served.
+//     learns within target that it will not be served: its own timer
+//     refuses it at target, whether or not a slot frees;
+//  4. every enqueue and every timeout also refuses every waiter whose
+//     sojourn exceeds target (the arrival path), an enqueue before it
+//     checks the depth. A waiter that queued before the overload began
+//     keeps its max_wait timer, so it is these events that refuse it once
+//     it turns stale: the first enqueue, grant or timeout after that
+//     moment, and under overload requests arrive faster than slots free.
+//     (With no event at all, it waits for the next one, or is served by
+//     rule 1 if that is a grant.) And a stale waiter never counts against
+//     ShedAt to get a fresh arrival refused with ErrFull.
+//
+// Lists are in arrival order, so the stale waiters are a prefix of each
+// list, and refusing them costs O(1) each, plus one look per class. A
+// stale waiter whose ctx is done is passed over instead of refused (its
+// caller left: a cancel, not a refusal).
 //
 // The effect: under sustained overload the standing queue stays younger
 // than target, so admitted latency stays near the service time, and the
@@ -130,13 +153,13 @@
 // dequeue that sees a sojourn below target) nor "the queue empties" can
 // serve under adaptive LIFO, because the controller's own actions produce
 // both: every grant goes to the newest waiter and every wait is bounded
-// by target, so every grant sees a sojourn at or below target, overload
-// or not; and when overload begins after a standing interval, a full queue
-// is all stale (a full queue refuses fresh arrivals), so the first
-// dequeue drops it whole. Either exit would return to FIFO at once, and
-// the queue would stand for another interval before the next, single,
-// LIFO grant. What does tell overload apart is the refusals: under
-// sustained overload the requests that cannot be served keep being
+// by target, so grants see sojourns at or below target, overload or not;
+// and when overload begins after a standing interval, a full queue is all
+// stale (a full queue refuses fresh arrivals), so the first grant refuses
+// all of it but the newest waiter. Either exit would return to FIFO at
+// once, and the queue would stand for another interval before the next,
+// single, LIFO grant. What does tell overload apart is the refusals:
+// under sustained overload the requests that cannot be served keep being
 // refused, and once demand falls below capacity they stop (Folly's Codel
 // likewise holds its overloaded state for an interval at a time). The
 // episode in FIFO mode ends, as in CoDel, when a dequeue finds the queue
@@ -144,25 +167,28 @@
 // queue emptied by timeouts or cancels, with every slot still busy, does
 // not end it.
 //
-// The mode changes only at enqueues, dequeues and timeouts, under the
-// lock, and a waiter keeps the bound it queued with. Dropping every stale waiter at
-// each grant, not only a stale candidate, changes no outcome, only its
-// timing: a waiter that is stale while overloaded can never be granted
-// (the drops keep the overload on, and each grant serves the freshest
-// waiter first), so it would only hold its place in the queue, and count
-// against ShedAt, until its own timer fired.
+// The mode changes only at enqueues, grants and timeouts, under the lock,
+// and a waiter keeps the bound it queued with. Refusing the stale waiters
+// at each of those events, not only when a slot frees, is what makes
+// refusals timely. At an enqueue it costs no goodput as long as a slot
+// frees within target: the arrival is fresher than every stale waiter, so
+// that grant serves it first. Otherwise, as at a timeout, it refuses
+// waiters that a slot freeing later could still have served: the price of
+// refusing on time, the one a waiter that queued while overloaded pays to
+// its own timer.
 //
 // The controller reads the clock only on the slow path, under the lock
 // (enqueue times and grant times are then ordered as the critical
-// sections are): when a waiter queues, when a slot is handed to one, and
-// when one times out while overloaded. The fast path never reads it.
+// sections are): when a request is about to queue, when a slot is handed
+// to a waiter, and when one times out while overloaded. The fast path
+// never reads it.
 //
 // # The grant-versus-cancel race
 //
-// A waiter wakes for one of five reasons: granted, closed, dropped, ctx
-// done, or its wait bound passed. The last two are noticed outside the
-// lock, so a grant (or a drop) can land between them and the waiter
-// reacting:
+// A waiter wakes for one of six reasons: granted, closed, refused by
+// CoDel (dropped), passed over, ctx done, or its wait bound passed. The
+// last two are noticed outside the lock, so a grant (or a drop) can land
+// between them and the waiter reacting:
 //
 //	waiter w1                         releaser
 //	---------                         --------
@@ -178,16 +204,25 @@
 //	granted    pass the slot on, ctx.Err()       keep it: success
 //	closed     ctx.Err()                         ErrClosed
 //	dropped    ctx.Err()                         ErrTimeout
+//	passed     ctx.Err()                         ctx.Err(), read again: the hand-off
+//	over                                         saw ctx done after the waiter looked
 //
 // Passing the slot on is exactly Release: to the next waiter by class and
-// discipline (which may drop stale waiters first), or back to the pool,
-// or retired if the limit was lowered meanwhile. So a slot is never lost
-// (a canceled waiter does not drop it) and never granted twice (only the
-// lock holder that unlinks a waiter decides for it, whichever list and
-// end it took it from). A dropped waiter never holds a slot: the dropper
-// keeps the slot in hand and goes on to the next waiter. A waiter whose
-// timer fired but who was granted keeps the slot: refusing it would waste
-// capacity that was already ours.
+// discipline (which, overloaded, refuses the stale ones), or back to the
+// pool, or retired if the limit was lowered meanwhile. So a slot is never
+// lost (a canceled waiter does not drop it) and never granted twice (only
+// the lock holder that unlinks a waiter decides for it, whichever list and
+// end it took it from). A dropped or passed-over waiter never holds a
+// slot: the decider keeps the slot in hand and goes on to the next waiter.
+// The hand-off looks at the waiter's ctx.Done() before granting (the
+// channel, which the waiter publishes as it starts to wait, not the ctx,
+// which need not be safe to use from another goroutine), so a waiter
+// whose ctx was done before the slot freed is passed over rather than
+// granted: the slot is not held idle until the waiter's goroutine runs. A waiter
+// whose timer fired but who was granted keeps the slot: refusing it would
+// waste capacity that was already ours (under CoDel, the stale waiter
+// rule 1 serves is often one whose timer fired while its goroutine had
+// not yet run).
 //
 // # Permits
 //

@@ -292,9 +292,17 @@ func forceOverload(b *Bulkhead) {
 }
 
 // queueAt pushes a waiter of class c enqueued at `at`, as AcquireClass
-// would, for tests that arrange the queue by hand.
+// would, for tests that arrange the queue by hand. It publishes no Done
+// channel: a hand-off never finds its caller gone.
 func queueAt(b *Bulkhead, c Class, at time.Time) *waiter {
+	return queueCtxAt(b, context.Background(), c, at)
+}
+
+// queueCtxAt is queueAt with ctx.Done() published, as wait publishes it,
+// for a hand-off to look at.
+func queueCtxAt(b *Bulkhead, ctx context.Context, c Class, at time.Time) *waiter {
 	w := b.waiters.Get().(*waiter)
+	w.publishDone(ctx.Done())
 	w.class, w.enqueued = c, at
 	b.mu.Lock()
 	b.pushLocked(w)
@@ -328,6 +336,7 @@ func TestSettleClassesAndCoDel(t *testing.T) {
 		meanwhile  string        // "grant" (Release), "set-limit" (2 -> SetLimit(2)), "drop"
 		lowerTo    int           // SetLimit(lowerTo) after the grant, before w settles (0: no)
 		ctxDone    bool
+		doneBefore bool // w's ctx was done before the grant, as the hand-off sees it
 
 		wantErr      error
 		wantInflight int
@@ -362,10 +371,32 @@ func TestSettleClassesAndCoDel(t *testing.T) {
 			codel: true, overloaded: true, now: 6 * time.Millisecond,
 			queue:     []arrival{{"w", ClassDefault, 0}, {"f", ClassDefault, 4 * time.Millisecond}},
 			meanwhile: "drop", wantErr: ErrTimeout, wantInflight: 1, wantGranted: "f"},
-		{name: "codel/dropped, ctx: ctx.Err(), slot to the pool",
+		{name: "codel/dropped, ctx: ctx.Err(), the slot went to the fresh waiter of a lower class",
 			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"w", ClassCritical, 0}, {"f", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "drop", ctxDone: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "f"},
+		{name: "codel/everyone stale, granted the newest, timer: kept, the older one refused",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"o", ClassDefault, 0}, {"w", ClassDefault, time.Millisecond / 2}},
+			meanwhile: "grant", wantInflight: 1, wantDropped: []string{"o"}},
+		{name: "codel/everyone stale, granted the newest of the highest class, ctx: slot to the pool",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"d", ClassDefault, time.Millisecond / 2}, {"w", ClassCritical, 0}},
+			meanwhile: "grant", ctxDone: true, wantErr: context.Canceled, wantInflight: 0, wantDropped: []string{"d"}},
+		{name: "fifo/ctx done before the grant: passed over, the slot to the next waiter at once",
+			queue:     []arrival{{"w", ClassDefault, 0}, {"d", ClassDefault, 1}},
+			meanwhile: "grant", ctxDone: true, doneBefore: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "d"},
+		{name: "fifo/ctx done before the grant, nobody else: passed over, slot to the pool",
 			queue:     []arrival{{"w", ClassCritical, 0}},
-			meanwhile: "drop", ctxDone: true, wantErr: context.Canceled, wantInflight: 0},
+			meanwhile: "grant", ctxDone: true, doneBefore: true, wantErr: context.Canceled, wantInflight: 0},
+		{name: "codel/LIFO ctx done before the grant: passed over, the slot to the next newest",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"d", ClassDefault, 3 * time.Millisecond}, {"w", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "grant", ctxDone: true, doneBefore: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "d"},
+		{name: "codel/stale with ctx done: passed over at the sweep, a cancel and not a refusal",
+			codel: true, overloaded: true, now: 6 * time.Millisecond,
+			queue:     []arrival{{"w", ClassDefault, 0}, {"f", ClassDefault, 4 * time.Millisecond}},
+			meanwhile: "grant", ctxDone: true, doneBefore: true, wantErr: context.Canceled, wantInflight: 1, wantGranted: "f"},
 		{name: "codel/queued, timer: ErrTimeout, a refusal that extends the overload",
 			codel: true, overloaded: true, now: 6 * time.Millisecond,
 			queue:   []arrival{{"w", ClassDefault, 4 * time.Millisecond}},
@@ -394,7 +425,11 @@ func TestSettleClassesAndCoDel(t *testing.T) {
 			}
 			waiters := map[string]*waiter{}
 			for _, a := range tt.queue {
-				waiters[a.name] = queueAt(b, a.class, t0.Add(a.at))
+				ctx := context.Background()
+				if a.name == "w" && tt.doneBefore {
+					ctx = canceled
+				}
+				waiters[a.name] = queueCtxAt(b, ctx, a.class, t0.Add(a.at))
 			}
 			w := waiters["w"]
 			fake.Advance(tt.now)
@@ -432,6 +467,9 @@ func TestSettleClassesAndCoDel(t *testing.T) {
 
 			b.mu.Lock()
 			checkInvariantsLocked(t, b)
+			if tt.doneBefore && w.state != waitAbandoned {
+				t.Errorf("w, whose ctx was done before the hand-off, in state %d, want passed over", w.state)
+			}
 			var granted string
 			var dropped []string
 			for _, a := range tt.queue {

@@ -30,7 +30,8 @@ import (
 //	acquire id=X [class=C]        Acquire (AcquireClass if class is given) in a
 //	        [ctx=done]            goroutine; returns once it has returned or is
 //	                              queued with its timer armed (under CoDel,
-//	                              whose bound is printed)
+//	                              whose bound is printed), then prints the
+//	                              acquires the arrival ended (CoDel refusals)
 //	try id=X [class=C]            TryAcquire (TryAcquireClass)
 //	cancel id=X                   cancel X's context
 //	advance DUR                   move the fake clock on, firing due timers
@@ -204,21 +205,35 @@ func (h *harness) Run(where, line string) (out []string) {
 			}
 			h.results <- acqResult{id: a.id, permit: p, err: err, end: h.clk.Now()}
 		}()
-		select {
-		case r := <-h.results:
-			h.record(r)
-			return []string{h.describe(a)}
-		case a.deadline = <-h.clk.Armed:
-			// Queued: it is the tail of its class, and its timer runs from now.
-			h.b.mu.Lock()
-			h.names[h.b.queues[class].tail] = a.id
-			h.b.mu.Unlock()
+		// An arrival can end other waits (an overloaded CoDel queue
+		// refuses its stale waiters as a request arrives), and their
+		// results can come before this acquire has returned or armed its
+		// timer: collect them until it has.
+		var others []*acq
+		for a.pending && a.deadline.IsZero() {
+			select {
+			case r := <-h.results:
+				if o := h.record(r); o != a {
+					others = append(others, o)
+				}
+			case a.deadline = <-h.clk.Armed:
+				// Queued: it is the tail of its class, and its timer runs
+				// from now. Nothing else runs until this command returns.
+				h.b.mu.Lock()
+				h.names[h.b.queues[class].tail] = a.id
+				h.b.mu.Unlock()
+			}
+		}
+		if a.pending {
 			line := fmt.Sprintf("%s: queued (depth=%d)", a.id, h.b.Depth())
 			if h.b.codel { // the bound depends on the mode: show it
 				line += fmt.Sprintf(" wait<=%v", a.deadline.Sub(a.start))
 			}
-			return []string{line}
+			out = []string{line}
+		} else {
+			out = []string{h.describe(a)}
 		}
+		return append(out, h.settleFrom(others)...)
 	case "try":
 		a := h.newAcq(where, args.Get("id"))
 		a.try = true
@@ -313,8 +328,10 @@ func (h *harness) record(r acqResult) *acq {
 // queue (a waiter is unlinked before it can report, so while more acquires
 // are pending than queued, one is on its way). It returns their outcomes
 // in the order the acquires were started.
-func (h *harness) settle() []string {
-	var done []*acq
+func (h *harness) settle() []string { return h.settleFrom(nil) }
+
+// settleFrom is settle, with done the acquires already seen to end.
+func (h *harness) settleFrom(done []*acq) []string {
 	for {
 		pending, mustEnd := 0, false
 		for _, a := range h.order {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/clock"
 )
 
 // TestStress hammers one bulkhead from thousands of goroutines mixing
@@ -21,8 +23,8 @@ import (
 //
 // The codel variants add random classes (with the default shed_at
 // thresholds), a goroutine moving the limit at random with SetLimit, and
-// the CoDel discipline with a tiny target, so that LIFO grants, drops at
-// dequeue and mode changes race with everything else. Each grant is
+// the CoDel discipline with a tiny target, so that LIFO grants, refusals of
+// stale waiters and mode changes race with everything else. Each grant is
 // checked, as it is made, against the limit of that moment.
 func TestStress(t *testing.T) {
 	for _, codel := range []bool{false, true} {
@@ -251,6 +253,143 @@ func stress(t *testing.T, closeMidway, codel bool) {
 	}
 	if !closeMidway && closedErrs.Load() != 0 {
 		t.Errorf("%d ErrClosed from an open bulkhead", closedErrs.Load())
+	}
+	assertDrained(t, b)
+}
+
+// TestCoDelNoIdleSlot: with the CoDel discipline and many goroutines
+// racing, a freed slot never goes idle while anyone waits. Every release
+// that finds a waiter queued hands its slot to one, and a release that
+// leaves waiters queued leaves every slot held (inflight == limit). Both
+// are checked under the lock, at every release as it happens (the
+// testingOnRelease hook), not by sampling the lock-free gauges, so the
+// check is exact whatever the interleaving and cannot flake.
+//
+// The clock is a Fake that a goroutine moves on in small random steps, so
+// waits time out, the mode changes, and waiters go stale in the queue
+// because their timer fired while their goroutine has not yet run: the
+// CPU-saturated case. Contexts are never done, so no waiter is passed
+// over (every queued waiter is one the slot can go to), and the limit is
+// never lowered, so no release retires its slot: under those conditions a
+// release that does not grant while someone is queued is the bug.
+//
+// The first release is arranged to find the whole queue stale under
+// overload, the case rule (a) is for, so the run covers it whatever the
+// scheduler then does.
+func TestCoDelNoIdleSlot(t *testing.T) {
+	const (
+		limit   = 4
+		workers = 48
+		rounds  = 40
+		target  = time.Millisecond
+	)
+	fake := clock.NewFake(time.Unix(0, 0))
+	b := NewWithOptions(Options{
+		MaxConcurrent: limit, MaxDepth: workers, MaxWait: 4 * target, Clock: fake,
+		Discipline: CoDel, CoDelTarget: target, CoDelInterval: 2 * target,
+	})
+	// Set before any goroutine starts; called under b.mu.
+	var releases, withQueue, idle, short, lifoGrants atomic.Int64
+	var firstQueued atomic.Int64 // what the first release found and did
+	var firstGranted atomic.Bool
+	b.testingOnRelease = func(queued int, granted bool) {
+		if releases.Add(1) == 1 {
+			firstQueued.Store(int64(queued))
+			firstGranted.Store(granted)
+		}
+		if queued > 0 {
+			withQueue.Add(1)
+			if !granted {
+				idle.Add(1)
+			}
+		}
+		if b.depth > 0 && b.inflight != b.limit {
+			short.Add(1)
+		}
+		checkInvariantsLocked(t, b)
+	}
+	b.testingOnGrant = func(inflight, limit int) {
+		if b.overloaded {
+			lifoGrants.Add(1)
+		}
+		if inflight > limit {
+			t.Errorf("granted with inflight %d over limit %d", inflight, limit)
+		}
+	}
+
+	held := make([]Permit, limit)
+	for i := range held {
+		var ok bool
+		if held[i], ok = b.TryAcquire(); !ok {
+			t.Fatal("TryAcquire on an empty bulkhead failed")
+		}
+	}
+	var wg sync.WaitGroup
+	var acquired, refused atomic.Int64
+	for range workers {
+		wg.Go(func() {
+			class := Class(rand.IntN(numClasses))
+			for range rounds {
+				p, err := b.AcquireClass(context.Background(), class)
+				switch {
+				case err == nil:
+					acquired.Add(1)
+					for range rand.IntN(3) {
+						runtime.Gosched()
+					}
+					p.Release()
+				case errors.Is(err, ErrTimeout), errors.Is(err, ErrFull):
+					refused.Add(1)
+				default:
+					t.Errorf("AcquireClass: unexpected error %v", err)
+					return
+				}
+			}
+		})
+	}
+	// Every worker is queued behind the held slots, its max_wait timer
+	// armed. Make them all stale (2 targets, short of max_wait), put the
+	// queue in overload (an interval of 2 targets from the last refusal,
+	// 1ms ago, has not passed), and free one slot.
+	fake.WaitTimers(workers)
+	fake.Advance(2 * target)
+	forceOverload(b)
+	held[0].Release()
+	if q, g := firstQueued.Load(), firstGranted.Load(); q != workers || !g {
+		t.Errorf("the first release found %d waiters queued (want %d, all stale) and granted: %v", q, workers, g)
+	}
+	for _, p := range held[1:] {
+		p.Release()
+	}
+
+	stop := make(chan struct{})
+	ticking := make(chan struct{})
+	go func() {
+		defer close(ticking)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			fake.Advance(time.Duration(rand.IntN(300)) * time.Microsecond)
+			runtime.Gosched()
+		}
+	}()
+	wg.Wait() // no wait needs the clock to end: queued waiters are granted by holders' releases
+	close(stop)
+	<-ticking
+
+	t.Logf("acquired %d, refused %d; releases %d, of which with waiters queued %d; LIFO grants %d",
+		acquired.Load(), refused.Load(), releases.Load(), withQueue.Load(), lifoGrants.Load())
+	if n := idle.Load(); n != 0 {
+		t.Errorf("%d releases left their slot idle while waiters were queued", n)
+	}
+	if n := short.Load(); n != 0 {
+		t.Errorf("%d releases left waiters queued with a slot free", n)
+	}
+	if acquired.Load()+refused.Load() != workers*rounds {
+		t.Errorf("acquired %d + refused %d != %d attempts", acquired.Load(), refused.Load(), workers*rounds)
 	}
 	assertDrained(t, b)
 }

@@ -2,19 +2,25 @@ package bulkhead
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
 // waitState is where a queued Acquire stands. Only a holder of b.mu moves
-// it, and only away from waitQueued: once a grant, Close or a CoDel drop
-// has decided for a waiter, nothing decides again.
+// it, and only away from waitQueued: once a grant, Close, a CoDel drop or
+// a pass-over has decided for a waiter, nothing decides again.
 type waitState uint8
 
 const (
 	waitQueued  waitState = iota // in the queue, undecided
 	waitGranted                  // a Release or SetLimit handed it a slot: w.permit holds it
 	waitClosed                   // Close failed it
-	waitDropped                  // CoDel dropped it at dequeue: its sojourn exceeded the target
+	waitDropped                  // CoDel refused it: its sojourn exceeded the target while overloaded
+	// waitAbandoned: a slot (or a CoDel refusal) came to it when its ctx
+	// was already done. It was unlinked without a slot, and the slot went
+	// on at once to the next waiter instead of waiting for this one's
+	// goroutine to wake up and pass it on.
+	waitAbandoned
 )
 
 // waiter is one queued Acquire, an intrusive node of its class's list.
@@ -22,6 +28,15 @@ type waiter struct {
 	prev, next *waiter   // list links, guarded by b.mu
 	state      waitState // guarded by b.mu
 	class      Class     // the list it is queued in; set before it is pushed
+	// done holds the caller's ctx.Done() (a <-chan struct{}), published
+	// by the waiter's own goroutine as it starts to wait, so that a
+	// hand-off can see that the caller has left (gone). It is the channel
+	// and not ctx itself that other goroutines look at: a receive is safe
+	// from any goroutine and runs none of the caller's code under b.mu,
+	// whereas a ctx need not be safe to use from another goroutine (the
+	// proxy's per-request routeCtx is not). Until it is published the
+	// waiter counts as live, which only delays a pass-over to settle.
+	done atomic.Value
 	// enqueued is when it queued (CoDel only: the start of its sojourn),
 	// guarded by b.mu.
 	enqueued time.Time
@@ -30,8 +45,8 @@ type waiter struct {
 	// goroutine.
 	maxWait time.Duration
 	permit  Permit // the slot handed over, set with waitGranted
-	// ready carries one token when a grant, Close or drop moves state away
-	// from waitQueued. The send happens under b.mu after the state is
+	// ready carries one token when a decider moves state away from
+	// waitQueued. The send happens under b.mu after the state is
 	// written, so whoever receives the token may read state and permit
 	// without the lock; the buffer of 1 means the sender never blocks
 	// under the lock.
@@ -83,6 +98,28 @@ func (b *Bulkhead) removeLocked(w *waiter) {
 	b.depthMirror.Store(int64(b.depth))
 }
 
+// publishDone makes done (its caller's ctx.Done(), nil for a ctx that is
+// never done) visible to hand-offs.
+func (w *waiter) publishDone(done <-chan struct{}) {
+	w.done.Store(done) // typed, so a nil channel is a valid value
+}
+
+// gone reports whether w's caller is known to have left: the ctx.Done()
+// it published is closed. Safe from any goroutine; a non-blocking receive
+// that allocates nothing.
+func (w *waiter) gone() bool {
+	done, _ := w.done.Load().(<-chan struct{})
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // decideLocked moves an unlinked waiter from waitQueued to state and
 // wakes it. The send cannot block: the buffer holds 1 and a waiter is
 // decided once.
@@ -92,9 +129,9 @@ func (b *Bulkhead) decideLocked(w *waiter, state waitState) {
 }
 
 // wait blocks the queued waiter w until it is granted a slot, failed by
-// Close or a CoDel drop, its ctx is done or its wait bound passes, then
-// settles the outcome. The timer is armed only here, once queuing is
-// certain.
+// Close or a CoDel drop, passed over, its ctx is done or its wait bound
+// passes, then settles the outcome. The timer is armed only here, once
+// queuing is certain.
 func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 	var expired <-chan time.Time
 	var stop func() bool
@@ -102,11 +139,13 @@ func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 		t := b.clk.NewTimer(w.maxWait)
 		expired, stop = t.C(), t.Stop
 	}
+	done := ctx.Done()
+	w.publishDone(done)
 	woken := false
 	select {
 	case <-w.ready:
 		woken = true
-	case <-ctx.Done():
+	case <-done:
 	case <-expired:
 	}
 	if stop != nil {
@@ -141,10 +180,15 @@ func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 //   - waitDropped: ErrTimeout (ctx.Err() if ctx is done). A drop never
 //     carries a slot: the dropper unlinked us and went on to the next
 //     waiter with the slot in hand.
+//   - waitAbandoned: ctx.Err(), read again here: the lock holder that
+//     passed us over saw ctx.Done() closed, which our snapshot, taken
+//     before the lock, may predate (the timer woke us, then ctx was done),
+//     and a ctx whose Done is closed has a non-nil Err. It never carries a
+//     slot either.
 //
-// Since grant, Close, drop and this function all move state only under
-// b.mu and only away from waitQueued, and only the lock holder that
-// unlinks a waiter decides for it, a slot is neither lost nor granted
+// Since grant, Close, drop, pass-over and this function all move state
+// only under b.mu and only away from waitQueued, and only the lock holder
+// that unlinks a waiter decides for it, a slot is neither lost nor granted
 // twice, whichever list and end it was taken from.
 func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, error) {
 	ctxErr := ctx.Err() // one snapshot: the outcome is decided on it, not on a later look
@@ -172,6 +216,8 @@ func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, e
 		if err == nil {
 			err = ErrTimeout
 		}
+	case state == waitAbandoned:
+		err = ctx.Err() // non-nil: a done ctx stays done
 	default: // waitClosed
 		err = ctxErr
 		if err == nil {
@@ -185,6 +231,7 @@ func (b *Bulkhead) settle(ctx context.Context, w *waiter, woken bool) (Permit, e
 		<-w.ready
 	}
 	w.permit = Permit{}
+	w.publishDone(nil) // the next user of w publishes its own
 	b.waiters.Put(w)
 	return p, err
 }
