@@ -31,6 +31,7 @@ var rejects = func() map[admission.Reason]rejectInfo {
 		admission.BreakerOpen:       {http.StatusServiceUnavailable, "the upstream's circuit breaker is open", nil},
 		admission.NoHealthyUpstream: {http.StatusServiceUnavailable, "no target of the upstream is healthy", nil},
 		admission.ShuttingDown:      {http.StatusServiceUnavailable, "the proxy is shutting down", nil},
+		admission.Overloaded:        {http.StatusServiceUnavailable, "the proxy is overloaded and sheds new work until it recovers", nil},
 	}
 	for r, ri := range m {
 		ri.header = []string{r.String()}
