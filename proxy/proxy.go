@@ -33,8 +33,8 @@ type Proxy struct {
 	access *slog.Logger // nil: no access log
 	tracer trace.Tracer // nil: tracing off
 	prop   propagation.TextMapPropagator
-	smp    *monitor.Sampler // nil: no backpressure sampling
-	faults *fault.Sampler   // draws the injected faults of routes that have one
+	smp    *monitor.Sampler  // nil: no backpressure sampling
+	faults *fault.Sampler    // draws the injected faults of routes that have one
 	ovl    *overload.Manager // the process-level overload manager, consulted at the door
 
 	unmatched   codeCounts    // answers to requests no route matched
