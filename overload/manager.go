@@ -264,8 +264,9 @@ type State struct {
 	ConnectionsOpen    int64
 	ConnectionsRefused uint64
 	Inflight           int64
-	// Refused counts the requests refused at the door, by cause (index
-	// with a Cause).
+	// Refused counts the requests refused overloaded, by cause (index
+	// with a Cause): Inflight and Memory at the door, Saturation on the
+	// route whose class was shed.
 	Refused [numCauses]uint64
 }
 
