@@ -10,6 +10,7 @@ import (
 	"sluice/breaker"
 	"sluice/bulkhead"
 	"sluice/monitor"
+	"sluice/overload"
 	"sluice/proxy"
 )
 
@@ -28,6 +29,58 @@ type overview struct {
 	AdmittedTotal uint64         `json:"admitted_total"`
 	RejectedTotal uint64         `json:"rejected_total"`
 	RoutesByLevel map[string]int `json:"routes_by_level"`
+	// Overload is the process-level overload manager's state.
+	Overload overloadInfo `json:"overload"`
+}
+
+// overloadInfo is the overload manager's state: its limits, what they
+// count now, and what it refused.
+type overloadInfo struct {
+	// State is "shedding" while the manager refuses new work (heap over
+	// the memory limit, or the detector shedding a class), else "normal".
+	State string `json:"state"`
+	// Shedding lists the classes the saturation detector refuses now.
+	Shedding          []string `json:"shedding"`
+	Saturated         bool     `json:"saturated"` // the last sample's p99 was over the threshold
+	SchedLatencyP99Ms float64  `json:"sched_latency_p99_ms"`
+	MemoryOver        bool     `json:"memory_over"`
+	HeapBytes         uint64   `json:"heap_bytes"`
+	MemoryLimitBytes  int64    `json:"memory_limit_bytes"` // 0: off
+	Connections       struct {
+		Open    int64  `json:"open"`
+		Refused uint64 `json:"refused_total"`
+		Max     int64  `json:"max"` // 0: unlimited
+	} `json:"connections"`
+	Inflight struct {
+		Now int64 `json:"now"`
+		Max int64 `json:"max"` // 0: unlimited
+	} `json:"inflight"`
+	// RefusedTotal counts the requests refused overloaded, by cause:
+	// max_inflight and memory at the door (route ""), saturation on the
+	// route whose class was shed.
+	RefusedTotal map[string]uint64 `json:"refused_total"`
+}
+
+func overloadOf(st overload.State) overloadInfo {
+	o := overloadInfo{
+		State:             "normal",
+		Shedding:          st.Shedding.Classes(),
+		Saturated:         st.Saturated,
+		SchedLatencyP99Ms: ms(st.SchedP99),
+		MemoryOver:        st.MemoryOver,
+		HeapBytes:         st.HeapBytes,
+		MemoryLimitBytes:  st.Limits.MemoryLimit,
+		RefusedTotal:      map[string]uint64{},
+	}
+	if st.Overloaded() {
+		o.State = "shedding"
+	}
+	o.Connections.Open, o.Connections.Refused, o.Connections.Max = st.ConnectionsOpen, st.ConnectionsRefused, st.Limits.MaxConnections
+	o.Inflight.Now, o.Inflight.Max = st.Inflight, st.Limits.MaxInflight
+	for _, c := range overload.Causes {
+		o.RefusedTotal[c.String()] = st.Refused[c]
+	}
+	return o
 }
 
 type routeSummary struct {
@@ -170,6 +223,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		o.RoutesByLevel[string(s.bp(rt.Name()).Level)]++
 	}
 	p.UnmatchedCodes(func(_ int, n uint64) { o.RequestsTotal += n })
+	o.RejectedTotal += p.DoorRefused()
+	o.Overload = overloadOf(p.Overload().State())
 	writeJSON(w, o)
 }
 

@@ -50,7 +50,7 @@ func TestDashboardServed(t *testing.T) {
 	if a.code != 200 || !strings.HasPrefix(a.header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET /: %d %q", a.code, a.header.Get("Content-Type"))
 	}
-	for _, want := range []string{`id="routes"`, `id="upstreams"`, `src="/ui/dashboard.js"`, `href="/ui/dashboard.css"`, `id="route-card"`} {
+	for _, want := range []string{`id="routes"`, `id="upstreams"`, `src="/ui/dashboard.js"`, `href="/ui/dashboard.css"`, `id="route-card"`, `id="overload"`} {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("page lacks %s", want)
 		}

@@ -117,9 +117,10 @@ func parseClass(s string) (bulkhead.Class, bool) {
 	return bulkhead.ClassDefault, false
 }
 
-// classOf is the request's class: the trusted header's value when the
-// route names one and it is a class, else the route's own.
-func (c *Controller) classOf(r *http.Request) bulkhead.Class {
+// ClassOf is the request's priority class: the trusted header's value
+// when the route names one and it is a class, else the route's own
+// (default for a route without priority).
+func (c *Controller) ClassOf(r *http.Request) bulkhead.Class {
 	if c.classHdr != "" {
 		if v := r.Header.Get(c.classHdr); v != "" {
 			if cl, ok := parseClass(v); ok {
@@ -175,7 +176,7 @@ func (c *Controller) Admit(ctx context.Context, r *http.Request) Decision {
 // request came in, and on a virtual machine a clock read can cost 100 ns,
 // a sixth of a whole refusal.
 func (c *Controller) AdmitAt(ctx context.Context, r *http.Request, now time.Time) Decision {
-	d := Decision{Class: c.classOf(r)}
+	d := Decision{Class: c.ClassOf(r)}
 	if c.rl != nil {
 		ok, remaining, reset, delay := c.rl.Allow(r, now)
 		d.HasRateLimit, d.Remaining, d.Reset = true, remaining, reset
@@ -266,6 +267,13 @@ func (c *Controller) SetBreaker(br *breaker.Breaker) { c.br.Store(br) }
 
 // Refuse counts a refusal decided outside Admit (no_healthy_upstream).
 func (c *Controller) Refuse(r Reason) { c.rejected[r].Add(1) }
+
+// RefuseClass counts a refusal of a request of class cl decided outside
+// Admit (overloaded: the saturation detector sheds by class).
+func (c *Controller) RefuseClass(cl bulkhead.Class, r Reason) {
+	c.rejected[r].Add(1)
+	c.byClass[cl].rejected[r].Add(1)
+}
 
 // Finish ends an admitted request: it reports the outcome to the breaker,
 // frees the bulkhead slot and feeds the service-time estimate. Call it

@@ -12,6 +12,10 @@ const (
 	BreakerOpen
 	NoHealthyUpstream
 	ShuttingDown
+	// Overloaded: the process-level overload manager refused the request
+	// (server.max_inflight, server.memory_limit, or the saturation
+	// detector shedding its class), before admission.
+	Overloaded
 	// ClientGone: the client left while queued. Not a refusal: nothing is
 	// written and the proxy logs 499.
 	ClientGone
@@ -29,6 +33,7 @@ var reasonNames = [NumReasons]string{
 	BreakerOpen:       "breaker_open",
 	NoHealthyUpstream: "no_healthy_upstream",
 	ShuttingDown:      "shutting_down",
+	Overloaded:        "overloaded",
 	ClientGone:        "client_gone",
 }
 
@@ -41,4 +46,4 @@ func (r Reason) String() string {
 
 // Rejections lists the refusal reasons, in the order of docs/SPEC.md's
 // rejection table, for reporting.
-var Rejections = []Reason{RateLimited, QueueFull, QueueTimeout, BreakerOpen, NoHealthyUpstream, ShuttingDown}
+var Rejections = []Reason{RateLimited, QueueFull, QueueTimeout, BreakerOpen, NoHealthyUpstream, ShuttingDown, Overloaded}

@@ -55,6 +55,37 @@ type Server struct {
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// AccessLog writes one JSON line per request to stderr. Default true.
 	AccessLog bool `yaml:"access_log"`
+	// MaxConnections caps the client connections open on the proxy
+	// listeners, plain and TLS together (HAProxy's global maxconn). A
+	// connection beyond it is accepted and closed at once: on the plain
+	// listener after a 503 overloaded answer, on the TLS listener before
+	// the handshake. Default 0 (unlimited). Reloads.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxInflight caps the requests in flight across all routes, queued
+	// ones included; a request beyond it is refused 503 overloaded before
+	// routing. Default 0 (unlimited). Reloads.
+	MaxInflight int `yaml:"max_inflight"`
+	// MemoryLimit is the heap size above which new requests are refused 503
+	// overloaded until it falls below 95 % of it again: bytes (an integer,
+	// or with a unit: 512MiB, 2GiB), or a percentage ("80%") of GOMEMLIMIT
+	// if set, else of the cgroup's memory limit. Default 0 (off). Reloads.
+	MemoryLimit MemoryLimit `yaml:"memory_limit"`
+}
+
+// MemoryLimit is server.memory_limit: a size, or a share of the process's
+// memory limit, resolved to bytes when the config is loaded.
+type MemoryLimit struct {
+	// Bytes is the limit as written when written as a size; 0 otherwise.
+	Bytes int64 `yaml:"-"`
+	// Percent is the limit as written when written as a percentage, in
+	// (0, 100]; 0 otherwise.
+	Percent float64 `yaml:"-"`
+	// Resolved is the limit in bytes, filled in by validation: Bytes, or
+	// Percent of the memory limit found at load. 0 = off.
+	Resolved int64 `yaml:"-"`
+	// Of names what Percent was taken of: "GOMEMLIMIT" or the cgroup file
+	// read; "" for a size.
+	Of string `yaml:"-"`
 }
 
 // TLS configures the HTTPS listener: either ACME or a static cert_file/key_file pair.
@@ -398,6 +429,8 @@ func (s *Server) setDefaults() {
 	}
 }
 
+func (m *MemoryLimit) setDefaults() { *m = MemoryLimit{} }
+
 func (t *TLS) setDefaults() { *t = TLS{Listen: ":8443", RedirectHTTP: true} }
 
 func (a *ACME) setDefaults() {
@@ -486,6 +519,7 @@ func (s *ShedAt) setDefaults() { *s = ShedAt{Critical: 1.0, Default: 0.8, Shedda
 var (
 	_ defaulter = (*Config)(nil)
 	_ defaulter = (*Server)(nil)
+	_ defaulter = (*MemoryLimit)(nil)
 	_ defaulter = (*TLS)(nil)
 	_ defaulter = (*ACME)(nil)
 	_ defaulter = (*Admin)(nil)

@@ -96,6 +96,9 @@ func TestFull(t *testing.T) {
 			MaxHeaderBytes:    65536,
 			ShutdownGrace:     10 * time.Second,
 			AccessLog:         false,
+			MaxConnections:    20000,
+			MaxInflight:       5000,
+			MemoryLimit:       MemoryLimit{Bytes: 1536 << 20, Resolved: 1536 << 20},
 		},
 		TLS: &TLS{
 			Listen: ":18443",

@@ -35,6 +35,12 @@ func Load(path string) (*Config, error) {
 // YAML type are errors. Validation runs only when decoding found nothing,
 // because checks on a half-decoded config mostly repeat the first problem.
 func Parse(name string, data []byte) (*Config, error) {
+	return parse(name, data, systemMemory())
+}
+
+// parse is Parse with the environment a percentage server.memory_limit is
+// resolved in.
+func parse(name string, data []byte, mem memoryEnv) (*Config, error) {
 	cfg := Default()
 	cfg.File = name
 	cfg.pos = positions{}
@@ -42,7 +48,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	d.document(data, cfg)
 	errs := d.errs
 	if len(errs) == 0 {
-		errs = cfg.validate()
+		errs = cfg.validate(mem)
 	}
 	if len(errs) > 0 {
 		errs.sort()
@@ -71,7 +77,10 @@ const durationHint = "use Go syntax such as 250ms or 30s"
 // small file name the same large subtree many times over ("billion laughs").
 const maxVisits = 1 << 20
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	memoryLimitType = reflect.TypeFor[MemoryLimit]()
+)
 
 // decoder walks a yaml.Node tree against the config structs, collecting
 // every problem with its position rather than stopping at the first.
@@ -209,8 +218,12 @@ func (d *decoder) value(path string, n *yaml.Node, v reflect.Value) {
 	if n = d.resolve(n); n == nil || isNull(n) {
 		return
 	}
-	if v.Type() == durationType {
+	switch v.Type() {
+	case durationType:
 		d.duration(n, v)
+		return
+	case memoryLimitType:
+		d.memoryLimit(n, v.Addr().Interface().(*MemoryLimit))
 		return
 	}
 	switch v.Kind() {

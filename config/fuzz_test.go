@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 			if cfg == nil {
 				t.Fatal("Parse returned neither a config nor an error")
 			}
-			if errs := cfg.validate(); len(errs) > 0 {
+			if errs := cfg.validate(systemMemory()); len(errs) > 0 {
 				t.Fatalf("an accepted config fails validation a second time:\n%v", errs)
 			}
 			return

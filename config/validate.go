@@ -17,6 +17,7 @@ import (
 // position of the key it is about.
 type validator struct {
 	c    *Config
+	mem  memoryEnv // where a percentage memory_limit finds the process's limit
 	errs Errors
 }
 
@@ -38,8 +39,8 @@ func (v *validator) written(path string) bool {
 // URLs, host names). It also normalises values in place (host names lower
 // case, methods upper case, header names canonical, rate_limit.burst and
 // Upstream.TargetURLs filled in), so that nothing downstream re-parses them.
-func (c *Config) validate() Errors {
-	v := &validator{c: c}
+func (c *Config) validate(mem memoryEnv) Errors {
+	v := &validator{c: c, mem: mem}
 	v.server()
 	v.admin()
 	v.tls()
@@ -60,6 +61,9 @@ func (v *validator) server() {
 	if s.ShutdownGrace < 0 {
 		v.errorf("server.shutdown_grace", "server.shutdown_grace must be >= 0, got %v", s.ShutdownGrace)
 	}
+	v.nonNegativeInt("server.max_connections", s.MaxConnections)
+	v.nonNegativeInt("server.max_inflight", s.MaxInflight)
+	v.memoryLimit()
 }
 
 func (v *validator) admin() {
@@ -592,6 +596,12 @@ func (v *validator) positiveDuration(path string, d time.Duration) {
 func (v *validator) positiveInt(path string, n int) {
 	if n <= 0 {
 		v.errorf(path, "%s must be > 0, got %d", path, n)
+	}
+}
+
+func (v *validator) nonNegativeInt(path string, n int) {
+	if n < 0 {
+		v.errorf(path, "%s must be >= 0 (0 = unlimited), got %d", path, n)
 	}
 }
 

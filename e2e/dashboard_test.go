@@ -170,7 +170,9 @@ type page struct {
 	Reasons  []string `json:"reasons"`
 	Breaker  string   `json:"breaker"`
 	Routes   []string `json:"routes"`
-	Store    string   `json:"store"` // the api card's redis-down warning, "" when hidden
+	Store    string   `json:"store"`    // the api card's redis-down warning, "" when hidden
+	Overload string   `json:"overload"` // the overload banner's text, "" when hidden
+	OvlState string   `json:"ovl_state"`
 }
 
 const readPage = `(() => {
@@ -188,6 +190,11 @@ const readPage = `(() => {
       const el = document.querySelector('[data-route="api"] [data-f="store"]');
       return el && !el.hidden ? el.textContent : '';
     })(),
+    overload: (() => {
+      const el = document.getElementById('overload');
+      return el && !el.hidden ? el.textContent : '';
+    })(),
+    ovl_state: (document.body && document.body.dataset.overload) || '',
   };
 })()`
 
@@ -306,6 +313,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	waitFor(t, ctx, "the flaky breaker to show open", func(p page) bool { return p.Breaker == "open" })
 	if p.Store != "" {
 		t.Errorf("the api card warns %q with Redis up", p.Store)
+	}
+	// Routes refusing on their own limits are not the process overloaded.
+	if p.OvlState != "normal" || p.Overload != "" {
+		t.Errorf("overload state %q, banner %q; want normal and no banner", p.OvlState, p.Overload)
 	}
 
 	if update {

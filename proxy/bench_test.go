@@ -227,6 +227,28 @@ routes:
 	defer logged.Close()
 	b.Run("handler-accesslog", handler(logged))
 
+	// The same route behind every limit of the overload manager's door:
+	// max_inflight (a compare-and-swap) and the memory guard (a load).
+	ocfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
+server: {max_inflight: 1000000, memory_limit: 1TiB}
+upstreams: [{name: u, targets: ["%s"]}]
+routes:
+  - name: r
+    match: {path_prefix: /}
+    upstream: u
+    rate_limit: {rps: 1000000000, burst: 1000000000}
+    bulkhead: {max_concurrent: 100000}
+`, up)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	limited, err := New(ocfg, Options{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer limited.Close()
+	b.Run("handler-overload", handler(limited))
+
 	// The same route with its limit global: shared through a real Redis,
 	// spent from leases.
 	redis := testutil.StartRedis(b, testutil.RedisOptions{})

@@ -8,11 +8,16 @@
 // # The request path
 //
 //	ServeHTTP
+//	  ▼
+//	door ── overload.Manager.Enter: heap over server.memory_limit, or
+//	  │     server.max_inflight in flight ─────────── 503 overloaded, route ""
 //	  │ CONNECT → 405; a target that is not a path, or a Host that is not
 //	  │ a host → 400 (problem+json)
 //	  ▼
 //	match ── the first route in config order (proxy/internal/routing) ──► 404
 //	  │ path cleaned of dot segments and doubled slashes first
+//	  ▼
+//	shed ── the saturation detector sheds the request's class ── 503 overloaded
 //	  ▼
 //	body limit ── a declared body over max_body_bytes ──────────────────► 413
 //	  │ (the route deadline starts here: queue waits count against it)

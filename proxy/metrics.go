@@ -8,6 +8,7 @@ import (
 	"sluice/admission"
 	"sluice/breaker"
 	"sluice/bulkhead"
+	"sluice/overload"
 )
 
 // latencyBuckets span proxy latencies: sub-millisecond refusals up to
@@ -31,6 +32,13 @@ var (
 	descLimit       = prometheus.NewDesc("sluice_concurrency_limit", "The adaptive concurrency limit now (routes with bulkhead.adaptive only); also sluice_bulkhead_capacity.", []string{"route"}, nil)
 	descStoreUp     = prometheus.NewDesc("sluice_ratelimit_store_up", "1 while the redis block's store answers in time (global limits are shared), 0 while replicas limit locally.", nil, nil)
 	descStoreErrs   = prometheus.NewDesc("sluice_ratelimit_store_errors_total", "Commands to the redis block's store that failed or overran redis.timeout.", nil, nil)
+	descConns       = prometheus.NewDesc("sluice_connections", "Proxy connections: state=open those open now, state=refused those refused for server.max_connections since start (a count that only rises, kept in this gauge family beside open).", []string{"state"}, nil)
+	descOvlState    = prometheus.NewDesc("sluice_overload_state", "1 while the overload manager sheds (heap over server.memory_limit, or the saturation detector refusing a class), else 0.", nil, nil)
+	descOvlShed     = prometheus.NewDesc("sluice_overload_shed_level", "What the saturation detector sheds: 0 nothing, 1 class sheddable, 2 classes sheddable and default.", nil, nil)
+	descOvlInflight = prometheus.NewDesc("sluice_overload_inflight", "Requests inside the proxy's door now, across all routes (what server.max_inflight caps).", nil, nil)
+	descOvlHeap     = prometheus.NewDesc("sluice_overload_heap_bytes", "The live heap at the overload manager's last sample (what server.memory_limit caps).", nil, nil)
+	descOvlMemLimit = prometheus.NewDesc("sluice_overload_memory_limit_bytes", "server.memory_limit in bytes; 0 when off.", nil, nil)
+	descOvlSched    = prometheus.NewDesc("sluice_overload_sched_latency_seconds", "p99 scheduling latency over the overload manager's last sample interval.", nil, nil)
 	descUpstream    = prometheus.NewDesc("sluice_upstream_requests_total", "Requests sent upstream, by the upstream's status (502/504 when it gave no answer).", []string{"upstream", "code"}, nil)
 )
 
@@ -89,6 +97,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.p.unmatched.each(func(code int, n uint64) { counter(descRequests, float64(n), "", strconv.Itoa(code)) })
+	counter(descRejected, float64(c.p.doorRefused.Load()), "", admission.Overloaded.String())
+	collectOverload(ch, c.p.ovl.State())
 	if st := t.store; st != nil {
 		up := 0.0
 		if st.Up() {
@@ -106,4 +116,23 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// collectOverload reports the overload manager's state.
+func collectOverload(ch chan<- prometheus.Metric, s overload.State) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descConns, float64(s.ConnectionsOpen), "open")
+	gauge(descConns, float64(s.ConnectionsRefused), "refused")
+	state := 0.0
+	if s.Overloaded() {
+		state = 1
+	}
+	gauge(descOvlState, state)
+	gauge(descOvlShed, float64(s.Shedding))
+	gauge(descOvlInflight, float64(s.Inflight))
+	gauge(descOvlHeap, float64(s.HeapBytes))
+	gauge(descOvlMemLimit, float64(s.Limits.MemoryLimit))
+	gauge(descOvlSched, s.SchedP99.Seconds())
 }

@@ -146,7 +146,7 @@ func (p *Proxy) finish(st *reqState, r *http.Request) {
 		p.unmatched.inc(status)
 	}
 	if p.access != nil {
-		if st.route != nil && isRefusal(st.reason) {
+		if isRefusal(st.reason) {
 			p.logRefusal(st, r, status, took)
 		} else {
 			p.logAccess(st, r, status, took)
@@ -171,12 +171,12 @@ func (p *Proxy) logAccess(st *reqState, r *http.Request, status int, took time.D
 	)
 	if rt := st.route; rt != nil {
 		attrs = append(attrs, slog.String("route", rt.name), slog.String("upstream", rt.up.name))
-		if st.reason != admission.Admitted {
-			attrs = append(attrs, slog.String("reason", st.reason.String()))
-		}
 		if rt.adm.Bulkhead() != nil {
 			attrs = append(attrs, slog.Float64("queue_wait_ms", float64(st.queueWait.Microseconds())/1000))
 		}
+	}
+	if st.reason != admission.Admitted {
+		attrs = append(attrs, slog.String("reason", st.reason.String()))
 	}
 	if st.target != nil {
 		attrs = append(attrs, slog.String("target", st.target.URL.Host))

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"sluice/admission"
 	"sluice/config"
 	"sluice/internal/otlptest"
 	"sluice/telemetry"
@@ -258,8 +259,9 @@ routes:
 	if requests != sent || admitted+rejected != sent || admitted != float64(codes[200]) {
 		t.Errorf("requests %v, admitted %v + rejected %v, want %v sent with %d admitted", requests, admitted, rejected, sent, codes[200])
 	}
-	if len(m["sluice_admission_rejected_total"]) != 6 {
-		t.Errorf("rejected series %v, want all 6 reasons", m["sluice_admission_rejected_total"])
+	// Every reason for the route, and overloaded for route "" (the door).
+	if got, want := len(m["sluice_admission_rejected_total"]), len(admission.Rejections)+1; got != want {
+		t.Errorf("rejected series %v, want %d: all reasons and route=\"\" overloaded", m["sluice_admission_rejected_total"], want)
 	}
 	if got := m["sluice_request_duration_seconds"]["route=r"]; got != sent {
 		t.Errorf("duration histogram count %v, want %v", got, sent)

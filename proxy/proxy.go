@@ -20,6 +20,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/monitor"
+	"sluice/overload"
 	"sluice/proxy/internal/fault"
 	"sluice/redisstore"
 )
@@ -32,8 +33,9 @@ type Proxy struct {
 	access *slog.Logger // nil: no access log
 	tracer trace.Tracer // nil: tracing off
 	prop   propagation.TextMapPropagator
-	smp    *monitor.Sampler // nil: no backpressure sampling
-	faults *fault.Sampler   // draws the injected faults of routes that have one
+	smp    *monitor.Sampler  // nil: no backpressure sampling
+	faults *fault.Sampler    // draws the injected faults of routes that have one
+	ovl    *overload.Manager // the process-level overload manager, consulted at the door
 
 	unmatched codeCounts // answers to requests no route matched
 	// refusals are the routes' access-log budgets and folded refusal
@@ -41,7 +43,9 @@ type Proxy struct {
 	refusals refusalLogs
 	// wall says clk is the wall clock, so its times may be used as
 	// deadlines for net/http.
-	wall bool
+	wall        bool
+	doorRefused atomic.Uint64 // requests refused overloaded before routing
+	doorLog     *refusalLog   // the access-log budget of refusals before routing
 
 	// retiredStoreErrs are the errors of stores a reload replaced, so that
 	// sluice_ratelimit_store_errors_total never goes back.
@@ -80,6 +84,11 @@ type Options struct {
 	// FaultRand, if set, is the source injected faults are drawn from
 	// (tests fix its seed). If nil, a randomly seeded source is used.
 	FaultRand *rand.Rand
+	// Overload tunes the process-level overload manager, whose limits come
+	// from the config's server block; Start runs its sampler. The zero
+	// value samples the runtime every 100ms on the wall clock (not on
+	// Clock: tests of queues count that clock's timers).
+	Overload overload.Options
 }
 
 // New compiles cfg, which must have passed config validation, into a Proxy.
@@ -92,9 +101,13 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	if o.Clock == nil {
 		o.Clock = clock.Real()
 	}
+	if o.Overload.Log == nil {
+		o.Overload.Log = log
+	}
 	p := &Proxy{log: log, clk: o.Clock, access: o.AccessLog, tracer: o.Tracer, prop: o.Propagator, smp: o.Sampler,
-		faults: fault.NewSampler(o.FaultRand), wall: clock.IsReal(o.Clock)}
+		faults: fault.NewSampler(o.FaultRand), wall: clock.IsReal(o.Clock), ovl: overload.New(limitsOf(cfg.Server), o.Overload)}
 	p.refusals.since = p.clk.Now()
+	p.doorLog = p.refusals.route("")
 	if p.tracer != nil && p.prop == nil {
 		p.prop = propagation.TraceContext{}
 	}
@@ -252,7 +265,8 @@ func (p *Proxy) newRoute(rc config.Route, u *Upstream, store *redisstore.Store) 
 	return rt
 }
 
-// Reload swaps in the table for cfg, which must have passed validation.
+// Reload swaps in the table for cfg, which must have passed validation,
+// and the overload manager's limits for its server block.
 // Requests already routed (in flight or queued) finish under the table they
 // started with; new requests see the new one. Upstreams that left the
 // config stop their health checks and close idle connections.
@@ -270,6 +284,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 	}
 	p.tab.Store(t)
+	p.ovl.SetLimits(limitsOf(cfg.Server))
 	if p.smp != nil {
 		p.smp.SetSources(t.sources())
 	}
@@ -317,8 +332,8 @@ func (p *Proxy) retire(old, t *table) {
 }
 
 // Start launches the background work (health checks, backpressure
-// sampling, the access log's summaries of folded refusals). It stops when
-// ctx is done or Close is called.
+// sampling, the access log's summaries of folded refusals, the overload
+// manager's sampler). It stops when ctx is done or Close is called.
 func (p *Proxy) Start(ctx context.Context) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -332,6 +347,7 @@ func (p *Proxy) Start(ctx context.Context) {
 	if p.access != nil {
 		p.running.Go(func() { p.foldLoop(p.runCtx) })
 	}
+	p.running.Go(func() { p.ovl.Run(p.runCtx) })
 }
 
 // UnmatchedCodes calls f for each status answered to requests no route

@@ -92,9 +92,13 @@ func (ls *refusalLogs) route(name string) *refusalLog {
 }
 
 // logRefusal writes st's access-log line if its route has budget left this
-// second, else folds it into the route's count for its reason.
+// second, else folds it into the route's count for its reason. Refusals at
+// the overload manager's door, before routing, share the budget of route "".
 func (p *Proxy) logRefusal(st *reqState, r *http.Request, status int, took time.Duration) {
-	l := st.route.refusals
+	l := p.doorLog
+	if st.route != nil {
+		l = st.route.refusals
+	}
 	if l.spend(st.start.Unix()) {
 		p.logAccess(st, r, status, took)
 		return

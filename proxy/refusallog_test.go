@@ -17,6 +17,7 @@ import (
 	"sluice/clock"
 	"sluice/config"
 	"sluice/internal/testutil"
+	"sluice/overload"
 )
 
 // TestRefusalBudgetExact: of many concurrent refusals in one second,
@@ -282,5 +283,41 @@ func TestAccessLogFoldedEachSecond(t *testing.T) {
 		Since: t0.Format(time.RFC3339Nano), Until: t0.Truncate(time.Second).Add(time.Second).Format(time.RFC3339Nano)}
 	if len(summaries) != 1 || summaries[0] != want {
 		t.Errorf("summaries %+v, want [%+v]", summaries, want)
+	}
+}
+
+// TestAccessLogFoldsDoorRefusals: refusals at the overload manager's door,
+// before any route matched, carry their reason on their own lines and fold
+// past the budget under route "", and every one is in the log once.
+func TestAccessLogFoldsDoorRefusals(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0).UTC())
+	up := echoUpstream(t, "u")
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(`
+server: {memory_limit: 1MiB}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: ok, match: {path_prefix: /}, upstream: u}]
+`, up.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	p, err := New(cfg, Options{Clock: clk, Log: slog.New(slog.DiscardHandler), AccessLog: slog.New(slog.NewJSONHandler(logs, nil)),
+		Overload: overload.Options{Clock: clk, Heap: func() uint64 { return 2 << 20 }, Sched: func() time.Duration { return 0 }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	clk.Advance(100 * time.Millisecond)
+	p.Overload().Sample()
+	sent := fireGets(t, srv.URL, map[string]int{"/x": 260})
+	if sent["/x"][503] != 260 {
+		t.Fatalf("answers %v, want 260 × 503", sent)
+	}
+	srv.Close()
+	p.Close()
+	single, folded := tallyLines(accessLines(t, logs))
+	door := foldKey{"", "overloaded", 503}
+	if single[door] != refusalLogBudget || folded[door] != 260-refusalLogBudget {
+		t.Fatalf("door refusals: %d lines and %d folded, want %d and %d (all: %v %v)", single[door], folded[door], refusalLogBudget, 260-refusalLogBudget, single, folded)
 	}
 }

@@ -32,6 +32,7 @@ var rejects = func() (t [admission.NumReasons]rejectInfo) {
 	t[admission.BreakerOpen] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the upstream's circuit breaker is open"}
 	t[admission.NoHealthyUpstream] = rejectInfo{status: http.StatusServiceUnavailable, detail: "no target of the upstream is healthy"}
 	t[admission.ShuttingDown] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the proxy is shutting down"}
+	t[admission.Overloaded] = rejectInfo{status: http.StatusServiceUnavailable, detail: "the proxy is overloaded and sheds new work until it recovers"}
 	for r := range t {
 		if t[r].status != 0 {
 			t[r].header = []string{admission.Reason(r).String()}
@@ -72,7 +73,11 @@ func writeReject(w http.ResponseWriter, rt *Route, reason admission.Reason, retr
 	if reason != admission.ShuttingDown {
 		secs = retryAfterSeconds(retryAfter)
 	}
-	resp := rt.rejects.response(reason, secs)
+	cache := doorRejects
+	if rt != nil {
+		cache = rt.rejects
+	}
+	resp := cache.response(reason, secs)
 	h := w.Header()
 	h["Sluice-Reject"] = ri.header
 	if resp.retryAfter != nil {
@@ -117,6 +122,10 @@ type rejectResponse struct {
 }
 
 func newRejectCache(nameJSON []byte) *rejectCache { return &rejectCache{nameJSON: nameJSON} }
+
+// doorRejects are the refusals made before any route matched (the
+// overload manager's door): their bodies name no route.
+var doorRejects = newRejectCache(nil)
 
 // response returns the answer to a refusal for reason with secs of
 // Retry-After (0 for shutting_down).

@@ -9,6 +9,7 @@ import (
 
 	"sluice/admission"
 	"sluice/breaker"
+	"sluice/overload"
 	"sluice/proxy/internal/routing"
 )
 
@@ -20,6 +21,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	*st = reqState{clientCtx: r.Context(), start: p.clk.Now()}
 	st.sw.ResponseWriter = w
 	defer p.finish(st, r)
+
+	// The overload manager's door, before any other work: over the memory
+	// limit or at max_inflight the request is refused here, as cheaply as
+	// sluice can answer (an atomic load, and a compare-and-swap with
+	// max_inflight set).
+	if p.ovl.Enter() != overload.Admitted {
+		p.refuseAtDoor(st, r)
+		return
+	}
+	defer p.ovl.Exit()
 
 	// RFC 9112 §6.1: after a request with both Transfer-Encoding and
 	// Content-Length the server MUST close the connection, since a front
@@ -66,6 +77,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rt == nil {
 		writeProblem(&st.sw, http.StatusNotFound, nil, "no route matches the request")
+		return
+	}
+	// The saturation detector sheds by the request's priority class, which
+	// only its route can tell.
+	if p.shed(st, r, rt) {
 		return
 	}
 	if rt.maxBody > 0 {

@@ -45,7 +45,7 @@ func injectTrace(st *reqState, out *http.Request) {
 func endSpan(st *reqState, status int) {
 	span := st.span
 	span.SetAttributes(attribute.Int("http.response.status_code", status))
-	if st.route != nil {
+	if st.route != nil || st.reason != admission.Admitted { // refused at the door: no route, a reason
 		span.SetAttributes(
 			attribute.String("sluice.admission", st.reason.String()),
 			attribute.Float64("sluice.queue_wait_ms", float64(st.queueWait.Microseconds())/1000),

@@ -19,9 +19,11 @@ import (
 // invalid file leaves the running config serving (the error is logged and
 // counted in sluice_config_reloads_total{result="error"}). Blocks that
 // listeners or background services were built from (server, tls, admin,
-// tracing, monitoring) take effect only on restart; the redis block is
-// reloaded (a block Redis refuses fails the reload); a change to them is
-// logged and the running values are kept.
+// tracing, monitoring) take effect only on restart, except the overload
+// manager's limits in server (max_connections, max_inflight,
+// memory_limit), which reload; a change to the rest is logged and the
+// running values are kept. The redis block is reloaded (a block Redis
+// refuses fails the reload).
 func (s *Server) Reload() error {
 	if s.configPath == "" {
 		return errors.New("reload: the config was not read from a file")
@@ -44,6 +46,7 @@ func (s *Server) Reload() error {
 	cur := s.Config()
 	eff := *cur // keep the restart-only blocks as they run
 	eff.Upstreams, eff.Routes, eff.Redis = next.Upstreams, next.Routes, next.Redis
+	reloadOverload(&eff.Server, next.Server)
 	for _, key := range restartOnlyChanges(cur, next) {
 		s.log.Warn("config change needs a restart to take effect; keeping the running value", "key", key)
 	}
@@ -61,13 +64,21 @@ func (s *Server) Reload() error {
 // Config returns the config serving now (the last one reloaded).
 func (s *Server) Config() *config.Config { return s.cfgNow.Load() }
 
+// reloadOverload copies the keys of the server block that reload (the
+// overload manager's limits) from src to dst.
+func reloadOverload(dst *config.Server, src config.Server) {
+	dst.MaxConnections, dst.MaxInflight, dst.MemoryLimit = src.MaxConnections, src.MaxInflight, src.MemoryLimit
+}
+
 func restartOnlyChanges(cur, next *config.Config) []string {
+	nextServer := next.Server
+	reloadOverload(&nextServer, cur.Server) // these reload: not a restart-only change
 	var keys []string
 	for _, b := range []struct {
 		key      string
 		cur, nxt any
 	}{
-		{"server", cur.Server, next.Server},
+		{"server", cur.Server, nextServer},
 		{"tls", cur.TLS, next.TLS},
 		{"admin", cur.Admin, next.Admin},
 		{"tracing", cur.Tracing, next.Tracing},

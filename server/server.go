@@ -172,6 +172,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		if s.https, err = newTLSFrontend(cfg.TLS, s.proxySrv, log); err != nil {
 			return nil, err
 		}
+		s.https.capConns = func(ln net.Listener) net.Listener { return p.Overload().Listener(ln, nil) }
 		s.proxySrv.Handler = framing.CloseRefusedUpgrades(s.https.plainHandler(p)) // ACME challenges, redirect_http
 	}
 	s.adminSrv = &http.Server{
@@ -194,10 +195,14 @@ func (s *Server) Ready() bool { return !s.draining.Load() }
 // serves, so a bad setup fails the process at start. ctx bounds only the
 // startup; background work runs until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
-	var err error
-	if s.proxyLn, err = net.Listen("tcp", s.cfg.Server.Listen); err != nil {
+	ln, err := net.Listen("tcp", s.cfg.Server.Listen)
+	if err != nil {
 		return fmt.Errorf("proxy listener: %w", err)
 	}
+	// Both proxy listeners count their connections against
+	// server.max_connections; a plain connection over it is told 503
+	// overloaded before it is closed.
+	s.proxyLn = s.proxy.Overload().Listener(ln, proxy.ConnRefusal())
 	if s.adminLn, err = net.Listen("tcp", s.cfg.Admin.Listen); err != nil {
 		s.proxyLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
@@ -231,7 +236,9 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.serve(s.adminSrv, s.adminLn)
 	s.https.openGate()
 	s.log.Info("sluice serving", "proxy", s.ProxyAddr(), "admin", s.AdminAddr(),
-		"routes", len(s.cfg.Routes), "upstreams", len(s.cfg.Upstreams))
+		"routes", len(s.cfg.Routes), "upstreams", len(s.cfg.Upstreams),
+		"max_connections", s.cfg.Server.MaxConnections, "max_inflight", s.cfg.Server.MaxInflight,
+		"memory_limit", s.cfg.Server.MemoryLimit.String())
 	return nil
 }
 

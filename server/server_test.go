@@ -334,6 +334,9 @@ routes:
 		`sluice_admission_rejected_total{reason="rate_limited",route="global"} 1`,
 		"\nsluice_ratelimit_store_up 1\n",
 		"\nsluice_ratelimit_store_errors_total 0\n",
+		`sluice_connections{state="refused"} 0`,
+		"\nsluice_overload_state 0\n",
+		`sluice_admission_rejected_total{reason="overloaded",route=""} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -37,6 +37,9 @@ type tlsFrontend struct {
 	src certs.Source
 	srv *http.Server
 	ln  net.Listener // bound by start; srv reads it through tls.NewListener and the framing guard
+	// capConns wraps the bound listener so that its connections count
+	// against server.max_connections (nil: not counted).
+	capConns func(net.Listener) net.Listener
 
 	// open is set once Start has every certificate. Until then both
 	// listeners answer ACME challenges and nothing else.
@@ -155,6 +158,11 @@ func (f *tlsFrontend) start(ctx context.Context, plain *http.Server, plainLn net
 	if err != nil {
 		plainLn.Close()
 		return fmt.Errorf("tls listener: %w", err)
+	}
+	if f.capConns != nil {
+		// Beneath TLS: a connection over the limit is refused before its
+		// handshake costs anything.
+		ln = f.capConns(ln)
 	}
 	f.ln = ln
 	if _, port, err := net.SplitHostPort(ln.Addr().String()); err == nil && port != "443" {

@@ -14,7 +14,7 @@
   const MIN_SPAN_MS = 60 * 1000; // ... and the least: a fresh page fills a minute, then widens
   const HISTORY = 330; // samples kept: a little over MAX_SPAN_MS at one a second
   const GAP_MS = 5000; // a longer silence (sluice down, tab asleep) breaks a chart's line
-  const REASONS = ['rate_limited', 'queue_full', 'queue_timeout', 'breaker_open', 'no_healthy_upstream', 'shutting_down'];
+  const REASONS = ['rate_limited', 'queue_full', 'queue_timeout', 'breaker_open', 'no_healthy_upstream', 'shutting_down', 'overloaded'];
   const REASON_COLOR = {
     rate_limited: '#7048e8',
     queue_full: '#e03131',
@@ -22,6 +22,7 @@
     breaker_open: '#c2255c',
     no_healthy_upstream: '#495057',
     shutting_down: '#adb5bd',
+    overloaded: '#862e9c',
   };
   const ADMITTED_COLOR = '#1c7ed6';
   const LATENCY_COLOR = '#1c7ed6';
@@ -112,7 +113,29 @@
       byId('level-' + lv).textContent = String(n);
       byId('level-' + lv).parentElement.dataset.count = String(n);
     }
-    document.title = (by.high ? by.high + ' high · ' : '') + 'sluice';
+    const shedding = overloadBanner(ov.overload);
+    document.title = (shedding ? 'overloaded · ' : '') + (by.high ? by.high + ' high · ' : '') + 'sluice';
+  }
+
+  // overloadBanner shows, while the process-level overload manager sheds
+  // (the overview's "overload"), what it refuses and why, e.g.
+  // "overloaded: shedding sheddable requests (scheduling latency p99
+  // 23 ms)". It reports whether it is shown.
+  function overloadBanner(o) {
+    const el = byId('overload');
+    const on = !!o && o.state === 'shedding';
+    document.body.dataset.overload = on ? 'shedding' : 'normal';
+    el.hidden = !on;
+    if (!on) { el.textContent = ''; return false; }
+    const parts = [];
+    if (o.memory_over) {
+      parts.push('heap ' + fmtBytes(o.heap_bytes) + ' over the memory limit of ' + fmtBytes(o.memory_limit_bytes) + ': refusing new requests');
+    }
+    if (o.shedding && o.shedding.length) {
+      parts.push('shedding ' + o.shedding.join(' and ') + ' requests (scheduling latency p99 ' + fmtMs(o.sched_latency_p99_ms) + ')');
+    }
+    el.textContent = 'overloaded: ' + parts.join('; ');
+    return true;
   }
 
   // renderCards keeps one card per item, in the API's order, and drops
@@ -594,6 +617,13 @@
     if (v < 10) return v.toFixed(1) + ' ms';
     if (v < 1000) return Math.round(v) + ' ms';
     return (v / 1000).toFixed(v < 10000 ? 2 : 1).replace(/\.?0+$/, '') + ' s';
+  }
+  function fmtBytes(n) {
+    if (!n) return '0 B';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i && n < 10 ? n.toFixed(1) : String(Math.round(n))) + ' ' + units[i];
   }
   function fmtAxis(v) {
     if (v >= 1000) return (v / 1000).toFixed(v % 1000 ? 1 : 0) + 'k';

@@ -32,7 +32,7 @@ var layers = [][]string{
 	// the helpers only tests import.
 	{"clock", "config", "adaptive", "internal/testutil", "internal/datadriven", "internal/otlptest"},
 	// Mechanisms: each knows its own model and the clock, no HTTP.
-	{"bulkhead", "breaker", "monitor", "redisstore", "telemetry"},
+	{"bulkhead", "breaker", "monitor", "overload", "redisstore", "telemetry"},
 	// Admission composes the mechanisms into one decision per request.
 	{"admission"},
 	// The proxy's parts: HTTP/1 client, route matching, fault sampling.

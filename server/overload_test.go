@@ -1,0 +1,191 @@
+package server
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// metric returns the line of /metrics that starts with series, "" if none.
+func metric(t *testing.T, adminAddr, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			return line
+		}
+	}
+	return ""
+}
+
+// keepAliveGet sends a keep-alive GET on c and returns the status.
+func keepAliveGet(t *testing.T, c net.Conn, br *bufio.Reader) int {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: sluice.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestMaxConnections holds server.max_connections open with real TCP
+// clients. The next connection is answered 503 overloaded (Retry-After 1,
+// Connection: close, problem+json) and closed at once, never parked in
+// the accept queue; once a held connection closes, a new one is served.
+// sluice_connections counts both.
+func TestMaxConnections(t *testing.T) {
+	up := echoUpstream(t)
+	s := startServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", max_connections: 2, access_log: false}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, up.URL))
+	addr := s.ProxyAddr()
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if got := keepAliveGet(t, c, bufio.NewReader(c)); got != 200 {
+			t.Fatalf("held connection: %d", got)
+		}
+		held = append(held, c)
+	}
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Generous: a refusal takes microseconds; the deadline only keeps a
+	// broken build from hanging the test.
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /x HTTP/1.1\r\nHost: sluice.test\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("refused connection: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Sluice-Reject") != "overloaded" || resp.Header.Get("Retry-After") != "1" ||
+		!resp.Close || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("refusal %d %v close=%v", resp.StatusCode, resp.Header, resp.Close)
+	}
+	var pb map[string]any
+	if err := json.Unmarshal(body, &pb); err != nil || pb["reason"] != "overloaded" || pb["status"] != 503.0 || pb["retry_after"] != 1.0 {
+		t.Errorf("refusal body %s (%v)", body, err)
+	}
+	if n, err := br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Errorf("after the refusal: %d bytes, %v; want EOF", n, err)
+	}
+	if got := metric(t, s.AdminAddr(), `sluice_connections{state="refused"}`); got != `sluice_connections{state="refused"} 1` {
+		t.Errorf("metrics: %q", got)
+	}
+
+	held[0].Close()
+	testutil.WaitFor(t, "the server to see the close", func() bool {
+		return s.Proxy().Overload().State().ConnectionsOpen == 1
+	})
+	n, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if got := keepAliveGet(t, n, bufio.NewReader(n)); got != 200 {
+		t.Errorf("after a held connection closed: %d, want 200", got)
+	}
+	if got := metric(t, s.AdminAddr(), `sluice_connections{state="open"}`); got != `sluice_connections{state="open"} 2` {
+		t.Errorf("metrics: %q", got)
+	}
+}
+
+// TestMaxConnectionsTLS: the TLS listener shares the count; a connection
+// over it is closed before its handshake.
+func TestMaxConnectionsTLS(t *testing.T) {
+	noLeaks(t)
+	up := echoUpstream(t)
+	pair, certFile, keyFile := testutil.StaticPair(t)
+	s := startTLSServer(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", max_connections: 1, access_log: false}
+tls: {listen: "127.0.0.1:0", cert_file: %q, key_file: %q, redirect_http: false}
+admin: {listen: "127.0.0.1:0"}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: r, match: {path_prefix: /}, upstream: u}]
+`, certFile, keyFile, up.URL), &logRecorder{})
+	cfg := &tls.Config{RootCAs: pair.Pool(), ServerName: "localhost"}
+	c, err := tls.Dial("tcp", s.TLSAddr(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// The plain listener counts against the same limit.
+	p, err := net.Dial("tcp", s.ProxyAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetDeadline(time.Now().Add(10 * time.Second))
+	if b, _ := io.ReadAll(p); !strings.HasPrefix(string(b), "HTTP/1.1 503 Service Unavailable\r\n") {
+		t.Errorf("plain connection over the limit read %q", b)
+	}
+
+	d := &net.Dialer{Timeout: 10 * time.Second, Deadline: time.Now().Add(10 * time.Second)}
+	if r, err := tls.DialWithDialer(d, "tcp", s.TLSAddr(), cfg); err == nil {
+		r.Close()
+		t.Error("a TLS handshake over max_connections succeeded")
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the refused handshake hung: %v", err)
+	}
+	if st := s.Proxy().Overload().State(); st.ConnectionsRefused != 2 || st.ConnectionsOpen != 1 {
+		t.Errorf("refused %d open %d, want 2 and 1", st.ConnectionsRefused, st.ConnectionsOpen)
+	}
+}
+
+// TestReloadOverloadLimits: the overload manager's limits reload; the
+// rest of the server block still needs a restart.
+func TestReloadOverloadLimits(t *testing.T) {
+	f := startReloadable(t)
+	cfg := strings.Replace(reloadConfig, `access_log: false}`, `access_log: false, max_inflight: 9, max_connections: 100, memory_limit: 1GiB}`, 1)
+	if err := os.WriteFile(f.path, []byte(fmt.Sprintf(cfg, f.up, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	l := f.s.Proxy().Overload().Limits()
+	if l.MaxInflight != 9 || l.MaxConnections != 100 || l.MemoryLimit != 1<<30 {
+		t.Errorf("limits after reload %+v", l)
+	}
+	if srv := f.s.Config().Server; srv.MaxInflight != 9 || srv.MemoryLimit.Resolved != 1<<30 {
+		t.Errorf("Config() after reload: %+v", srv)
+	}
+	if strings.Contains(f.logs.String(), `"key":"server"`) {
+		t.Errorf("a reloadable change was logged as needing a restart:\n%s", f.logs.String())
+	}
+}
