@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +37,11 @@ type saturatedRow struct {
 	CPU     time.Duration // the proxy's CPU over the counted window
 	Window  time.Duration
 	RSS     int64
-	Err     string
+	// Sheds is how many times sluice's saturation detector started or
+	// raised its shedding, from its log ("saturation detector changed
+	// state" to a level above none).
+	Sheds int
+	Err   string
 }
 
 // saturatedPeer is one proxy of the scenario.
@@ -63,6 +70,15 @@ func saturatedPeers() []saturatedPeer {
 const saturatedCalibration = 0.8
 
 func (h *harness) saturatedFactors() []float64 {
+	if v := os.Getenv("SLUICE_BENCH_FACTORS"); v != "" { // for experiments: "10,20"
+		var fs []float64
+		for _, f := range strings.Split(v, ",") {
+			if x, err := strconv.ParseFloat(strings.TrimSpace(f), 64); err == nil {
+				fs = append(fs, x)
+			}
+		}
+		return fs
+	}
 	if h.s.Quick {
 		return []float64{3, 10}
 	}
@@ -85,7 +101,11 @@ func (h *harness) runSaturated(ctx context.Context) error {
 		r.Capacity = res.RPS
 		h.logf("saturated: plain upstream alone, %d connections closed-loop: %.0f req/s", capSlots, res.RPS)
 	}
+	only := os.Getenv("SLUICE_BENCH_PROXIES") // for experiments: "sluice CoDel"
 	for _, pr := range saturatedPeers() {
+		if only != "" && !strings.Contains(only, pr.name) {
+			continue
+		}
 		if pr.name == "HAProxy" && !h.havePeers {
 			h.note("saturated HAProxy skipped: not installed (-no-install)")
 			continue
@@ -156,9 +176,16 @@ func (h *harness) saturatedCell(ctx context.Context, pr saturatedPeer, factor fl
 	mu.Unlock()
 	row.Res = res
 	row.RSS = p.peakRSS()
-	h.logf("saturated %-13s %4.1f× goodput %6.0f/s admitted p99 %-10v refusal p50/p99 %v / %v refused %d lost %d CPU %v RSS %d MiB late %v",
+	if b, err := os.ReadFile(filepath.Join(h.tmp, "sluice-saturated.log")); err == nil && strings.HasPrefix(pr.name, "sluice") {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "saturation detector changed state") && !strings.Contains(l, `"to":"none"`) && !strings.Contains(l, "to=none") {
+				row.Sheds++
+			}
+		}
+	}
+	h.logf("saturated %-13s %4.1f× goodput %6.0f/s admitted p99 %-10v refusal p50/p99 %v / %v refused %d lost %d CPU %v RSS %d MiB late %v sheds %d",
 		pr.name, factor, res.Goodput(), res.OKP99.Round(time.Microsecond), res.RejP50.Round(time.Microsecond), res.RejP99.Round(time.Microsecond),
-		res.Rejected, res.Lost, row.CPU, row.RSS>>20, res.Late.Round(time.Microsecond))
+		res.Rejected, res.Lost, row.CPU, row.RSS>>20, res.Late.Round(time.Microsecond), row.Sheds)
 	return row
 }
 

@@ -41,7 +41,9 @@
 // ShedSheddable refuses the requests of class sheddable, ShedDefault those
 // of classes sheddable and default; the detector never refuses critical
 // requests. Each step down needs its own second of calm, so the detector
-// releases load in the order it shed it.
+// releases load in the order it shed it. The proxy applies the level to
+// the waiting only: a request of a shed class that finds a slot free at
+// its route's bulkhead goes in, one that would queue is refused at once.
 //
 // Limits change at run time (SetLimits, on config reload): a lower
 // max_connections closes no connection, it only refuses new ones until

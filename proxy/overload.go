@@ -60,6 +60,14 @@ func (p *Proxy) shed(st *reqState, r *http.Request, rt *Route) bool {
 	if !sheds(level, cl) {
 		return false
 	}
+	// A request that finds a slot free at its route's bulkhead goes in
+	// whatever the detector says: refusing it would leave the upstream
+	// idle, and a saturated proxy must lose goodput last. What is shed is
+	// the waiting, which a saturated process serves worst: the request
+	// that would queue is refused at once instead.
+	if bh := rt.adm.Bulkhead(); bh != nil && bh.Inflight() < bh.Limit() {
+		return false
+	}
 	p.ovl.CountShed()
 	rt.adm.RefuseClass(cl, admission.Overloaded)
 	st.reason = admission.Overloaded

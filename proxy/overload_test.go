@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -215,71 +217,118 @@ routes:
 // route and counted there and in its class. Calm brings them back in
 // the opposite order.
 func TestSaturationShedsClassesInOrder(t *testing.T) {
-	up := echoUpstream(t, "u")
+	// /hold requests stay at the upstream until the test ends: each
+	// bulkhead route gets one, so its only slot is taken and every probe
+	// would have to queue (max_wait 20ms: then queue_timeout).
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/hold") {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	var once sync.Once
+	unhold := func() { once.Do(func() { close(release) }) }
+	defer unhold()
 	p := startOverloadProxy(t, fmt.Sprintf(`
 upstreams: [{name: u, targets: ["%s"]}]
 routes:
   - name: batch
     match: {path_prefix: /batch}
     upstream: u
-    bulkhead: {max_concurrent: 10}
+    bulkhead: {max_concurrent: 1}
+    queue: {max_depth: 10, max_wait: 20ms}
     priority: {class: sheddable}
   - name: pay
     match: {path_prefix: /pay}
     upstream: u
-    bulkhead: {max_concurrent: 10}
+    bulkhead: {max_concurrent: 1}
+    queue: {max_depth: 10, max_wait: 20ms}
     priority: {class: critical}
   - name: api
     match: {path_prefix: /api}
     upstream: u
-    bulkhead: {max_concurrent: 10}
+    bulkhead: {max_concurrent: 1}
+    queue: {max_depth: 10, max_wait: 20ms}
     priority: {class: default, header: X-Priority}
   - name: web
     match: {path_prefix: /}
     upstream: u
 `, up.URL))
+	// Shedding comes first while a slot is free: the request goes in.
+	p.sample(30*time.Millisecond, 12)
+	if resp, _ := get(t, p.URL+"/batch"); resp.StatusCode != 200 {
+		t.Fatalf("sheddable request with its route's slot free, shedding default: %d, want 200", resp.StatusCode)
+	}
+	p.sample(time.Millisecond, 30) // calm again
+	var held sync.WaitGroup
+	for _, path := range []string{"/batch/hold", "/pay/hold", "/api/hold"} {
+		held.Go(func() {
+			if resp, err := http.Get(p.URL + path); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	waitUntil(t, "every bulkhead slot held", func() bool {
+		for _, rt := range p.Routes() {
+			if rt.Admission().Bulkhead() != nil && rt.Admission().Inflight() != 1 {
+				return false
+			}
+		}
+		return true
+	})
 	// status sends a request with an optional X-Priority and returns its
-	// status, checking the refusal's form.
-	status := func(path, class string) int {
+	// status, or the reason of a 503, checking an overloaded refusal's form.
+	status := func(path, class string) string {
 		t.Helper()
 		req, _ := http.NewRequest("GET", p.URL+path, nil)
 		if class != "" {
 			req.Header.Set("X-Priority", class)
 		}
 		resp, body := do(t, req)
-		if resp.StatusCode == 503 {
+		if resp.StatusCode == 503 && resp.Header.Get("Sluice-Reject") == "overloaded" {
 			route := map[string]string{"/batch": "batch", "/pay": "pay", "/api": "api", "/web": "web"}[path]
 			checkOverloaded(t, resp, body, route)
 		}
-		return resp.StatusCode
+		if resp.StatusCode == 503 {
+			return resp.Header.Get("Sluice-Reject")
+		}
+		return strconv.Itoa(resp.StatusCode)
 	}
 	type probe struct{ path, class string }
 	probes := []probe{{"/batch", ""}, {"/api", "sheddable"}, {"/api", ""}, {"/web", ""}, {"/pay", ""}, {"/api", "critical"}}
-	check := func(stage string, want ...int) {
+	check := func(stage string, want ...string) {
 		t.Helper()
 		for i, pr := range probes {
 			if got := status(pr.path, pr.class); got != want[i] {
-				t.Errorf("%s: %s (X-Priority %q): %d, want %d", stage, pr.path, pr.class, got, want[i])
+				t.Errorf("%s: %s (X-Priority %q): %s, want %s", stage, pr.path, pr.class, got, want[i])
 			}
 		}
 	}
+	const (
+		ok   = "200"
+		shed = "overloaded"
+		wait = "queue_timeout" // queued, and not served within max_wait
+	)
 
-	check("normal", 200, 200, 200, 200, 200, 200)
+	check("normal", wait, wait, wait, ok, wait, wait)
 	p.sample(30*time.Millisecond, 1)
-	check("one slow sample", 200, 200, 200, 200, 200, 200)
+	check("one slow sample", wait, wait, wait, ok, wait, wait)
 	p.sample(30*time.Millisecond, 1)
 	if got := gather(t, p.Proxy)["sluice_overload_state"][""]; got != 1 {
 		t.Errorf("sluice_overload_state %v while shedding, want 1", got)
 	}
-	check("shedding sheddable", 503, 503, 200, 200, 200, 200)
+	check("shedding sheddable", shed, shed, wait, ok, wait, wait)
 	p.sample(30*time.Millisecond, 10)
-	check("shedding default", 503, 503, 503, 503, 200, 200)
+	check("shedding default", shed, shed, shed, shed, wait, wait)
 	p.sample(30*time.Millisecond, 50)
-	check("saturated for long", 503, 503, 503, 503, 200, 200)
+	check("saturated for long", shed, shed, shed, shed, wait, wait)
 	p.sample(time.Millisecond, 11) // a second from the first calm sample
-	check("a calm second", 503, 503, 200, 200, 200, 200)
+	check("a calm second", shed, shed, wait, ok, wait, wait)
 	p.sample(time.Millisecond, 10)
-	check("two calm seconds", 200, 200, 200, 200, 200, 200)
+	check("two calm seconds", wait, wait, wait, ok, wait, wait)
 
 	// Sheddable probes were refused in 4 stages, default ones in 2.
 	m := gather(t, p.Proxy)
@@ -303,7 +352,10 @@ routes:
 	if s := p.Overload().State(); s.Refused[overload.Saturation] != 12 {
 		t.Errorf("saturation refusals %d, want 12", s.Refused[overload.Saturation])
 	}
-	// What was shed never reached admission: admitted + rejected = sent.
+	// What was shed never reached admission: admitted + rejected = sent,
+	// once the held requests are answered.
+	unhold()
+	held.Wait()
 	for _, rt := range p.Routes() {
 		adm := rt.Admission()
 		var sent, rejected uint64
