@@ -73,6 +73,12 @@ func startSluiceWith(h *harness, m mode, upstream string, accessLog bool, env []
 // with one route "bench" to upstream whose settings are route (YAML lines
 // indented for the route); name names its config and log in h.tmp.
 func runSluice(h *harness, name, upstream, route string, accessLog bool, env []string) (p *proc, addr, admin string, err error) {
+	return runSluiceServer(h, name, upstream, "", route, accessLog, env)
+}
+
+// runSluiceServer is runSluice with extra keys of the server block
+// (YAML lines indented for it, or "").
+func runSluiceServer(h *harness, name, upstream, server, route string, accessLog bool, env []string) (p *proc, addr, admin string, err error) {
 	if addr, err = freePort(); err != nil {
 		return nil, "", "", err
 	}
@@ -82,7 +88,7 @@ func runSluice(h *harness, name, upstream, route string, accessLog bool, env []s
 	cfg := fmt.Sprintf(`server:
   listen: %q
   access_log: %t
-admin:
+%sadmin:
   listen: %q
 upstreams:
   - name: up
@@ -93,7 +99,7 @@ routes:
     match: {path_prefix: /}
     upstream: up
 %s
-`, addr, accessLog, admin, upstream, route)
+`, addr, accessLog, server, admin, upstream, route)
 	path := filepath.Join(h.tmp, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, "", "", err
