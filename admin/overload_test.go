@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,8 +22,20 @@ import (
 // state, and its refusals add up with the routes': a door refusal is a
 // rejection of route "", a shed request one of its route.
 func TestOverviewOverload(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	// /hold stays at the upstream until released: it takes the route's
+	// only slot, so that the probes would have to queue (what the
+	// saturation detector sheds).
+	release := make(chan struct{})
+	var once sync.Once
+	unhold := func() { once.Do(func() { close(release) }) }
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
 	defer up.Close()
+	defer unhold()
 	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`
 server: {max_connections: 50, max_inflight: 20, memory_limit: 1000}
 upstreams: [{name: u, targets: ["%s"]}]
@@ -30,7 +43,7 @@ routes:
   - name: batch
     match: {path_prefix: /}
     upstream: u
-    bulkhead: {max_concurrent: 4}
+    bulkhead: {max_concurrent: 1}
     priority: {class: sheddable}
 `, up.URL)))
 	if err != nil {
@@ -65,6 +78,13 @@ routes:
 	}
 
 	// Saturated: the sheddable route is shed (one refusal on the route).
+	var held sync.WaitGroup
+	held.Go(func() { status(t, f.proxyURL+"/hold") })
+	for deadline := time.Now().Add(10 * time.Second); p.Routes()[0].Admission().Inflight() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the /hold request never took the slot")
+		}
+	}
 	p99.Store(int64(50 * time.Millisecond))
 	sample()
 	sample()
@@ -86,14 +106,16 @@ routes:
 	if got := status(t, f.proxyURL+"/x"); got != 503 {
 		t.Fatalf("over the memory limit: %d", got)
 	}
+	unhold()
+	held.Wait()
 	f.getJSON(t, "/api/v1/overview", "", &o)
 	want := map[string]uint64{"max_inflight": 0, "memory": 1, "saturation": 1}
 	if o.Overload.State != "shedding" || !o.Overload.MemoryOver || o.Overload.HeapBytes != 1500 || len(o.Overload.Shedding) != 0 ||
 		!reflect.DeepEqual(o.Overload.RefusedTotal, want) {
 		t.Errorf("memory over: %+v, want refused %v", o.Overload, want)
 	}
-	if o.RequestsTotal != 2 || o.RejectedTotal != 2 || o.AdmittedTotal != 0 {
-		t.Errorf("totals: %d requests, %d rejected, %d admitted; want 2, 2, 0", o.RequestsTotal, o.RejectedTotal, o.AdmittedTotal)
+	if o.RequestsTotal != 3 || o.RejectedTotal != 2 || o.AdmittedTotal != 1 {
+		t.Errorf("totals: %d requests, %d rejected, %d admitted; want 3, 2, 1", o.RequestsTotal, o.RejectedTotal, o.AdmittedTotal)
 	}
 	var d routeDetail
 	f.getJSON(t, "/api/v1/routes/batch", "", &d)

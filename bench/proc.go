@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,18 +131,8 @@ func (p *proc) peakRSS() int64 {
 func (p *proc) cpu() time.Duration {
 	var ticks int64
 	for _, pid := range groupPids(p.pid) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
 		// After "(comm)": state is field 3, utime 14 and stime 15.
-		f := strings.Fields(s[i+1:])
-		if len(f) > 12 {
+		if f := statFields(pid); len(f) > 12 {
 			u, _ := strconv.ParseInt(f[11], 10, 64)
 			st, _ := strconv.ParseInt(f[12], 10, 64)
 			ticks += u + st
@@ -164,22 +153,26 @@ func groupPids(pgid int) []int {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 2 && f[2] == strconv.Itoa(pgid) {
+		if f := statFields(pid); len(f) > 2 && f[2] == strconv.Itoa(pgid) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// statFields returns the fields of /proc/PID/stat after "(comm)" (which
+// may hold spaces): state first, field 3 of proc(5); nil if unreadable.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(s[i+1:])
 }
 
 // statusKiB reads a "Name:  N kB" field of /proc/PID/status.

@@ -166,6 +166,26 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) WriteHeader(s int)           { d.status = s }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 
+// benchConfig is BenchmarkProxy's config: one route to up with a rate
+// limit and a bulkhead that never act, the top-level YAML top before it and
+// extra keys for the rate limit.
+func benchConfig(b *testing.B, top, up, rateLimit string) *config.Config {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`%s
+upstreams: [{name: u, targets: ["%s"]}]
+routes:
+  - name: r
+    match: {path_prefix: /}
+    upstream: u
+    rate_limit: {rps: 1000000000, burst: 1000000000%s}
+    bulkhead: {max_concurrent: 100000}
+`, top, up, rateLimit)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
 // BenchmarkProxy measures one proxied GET of a 128-byte body through a route
 // with a bulkhead and rate limit configured but never triggered.
 //   - handler: ServeHTTP called directly; allocs/op are the proxy's own
@@ -173,18 +193,7 @@ func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 //   - loopback: a real client over a real listener, as a user would see it.
 func BenchmarkProxy(b *testing.B) {
 	up := startHelperUpstream(b)
-	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
-upstreams: [{name: u, targets: ["%s"]}]
-routes:
-  - name: r
-    match: {path_prefix: /}
-    upstream: u
-    rate_limit: {rps: 1000000000, burst: 1000000000}
-    bulkhead: {max_concurrent: 100000}
-`, up)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	cfg := benchConfig(b, "", up, "")
 	p, err := New(cfg, Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -229,19 +238,7 @@ routes:
 
 	// The same route behind every limit of the overload manager's door:
 	// max_inflight (a compare-and-swap) and the memory guard (a load).
-	ocfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
-server: {max_inflight: 1000000, memory_limit: 1TiB}
-upstreams: [{name: u, targets: ["%s"]}]
-routes:
-  - name: r
-    match: {path_prefix: /}
-    upstream: u
-    rate_limit: {rps: 1000000000, burst: 1000000000}
-    bulkhead: {max_concurrent: 100000}
-`, up)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	ocfg := benchConfig(b, "server: {max_inflight: 1000000, memory_limit: 1TiB}", up, "")
 	limited, err := New(ocfg, Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
@@ -252,19 +249,7 @@ routes:
 	// The same route with its limit global: shared through a real Redis,
 	// spent from leases.
 	redis := testutil.StartRedis(b, testutil.RedisOptions{})
-	gcfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
-redis: {addrs: [%q], timeout: 100ms}
-upstreams: [{name: u, targets: ["%s"]}]
-routes:
-  - name: r
-    match: {path_prefix: /}
-    upstream: u
-    rate_limit: {rps: 1000000000, burst: 1000000000, scope: global}
-    bulkhead: {max_concurrent: 100000}
-`, redis.Addr, up)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	gcfg := benchConfig(b, fmt.Sprintf("redis: {addrs: [%q], timeout: 100ms}", redis.Addr), up, ", scope: global")
 	global, err := New(gcfg, Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
