@@ -70,6 +70,12 @@ type Server struct {
 	// or with a unit: 512MiB, 2GiB), or a percentage ("80%") of GOMEMLIMIT
 	// if set, else of the cgroup's memory limit. Default 0 (off). Reloads.
 	MemoryLimit MemoryLimit `yaml:"memory_limit"`
+	// SchedLatencyLimit is the saturation detector's threshold: the p99
+	// of the Go scheduler's latency (how long runnable goroutines wait for
+	// a CPU) above which the process counts as saturated and sheds the
+	// waiting of its lowest priority classes. Default 10ms; 0 turns the
+	// detector off. Reloads.
+	SchedLatencyLimit time.Duration `yaml:"sched_latency_limit"`
 }
 
 // MemoryLimit is server.memory_limit: a size, or a share of the process's
@@ -426,6 +432,7 @@ func (s *Server) setDefaults() {
 		MaxHeaderBytes:    1 << 20,
 		ShutdownGrace:     30 * time.Second,
 		AccessLog:         true,
+		SchedLatencyLimit: 10 * time.Millisecond,
 	}
 }
 

@@ -98,6 +98,7 @@ func TestFull(t *testing.T) {
 			AccessLog:         false,
 			MaxConnections:    20000,
 			MaxInflight:       5000,
+			SchedLatencyLimit: 25 * time.Millisecond,
 			MemoryLimit:       MemoryLimit{Bytes: 1536 << 20, Resolved: 1536 << 20},
 		},
 		TLS: &TLS{
@@ -206,6 +207,7 @@ func TestMinimalDefaults(t *testing.T) {
 			MaxHeaderBytes:    1048576,
 			ShutdownGrace:     30 * time.Second,
 			AccessLog:         true,
+			SchedLatencyLimit: 10 * time.Millisecond,
 		},
 		TLS:   nil,
 		Admin: Admin{Listen: "127.0.0.1:9901", TokenFile: ""},

@@ -70,7 +70,7 @@ routes:
 		{
 			name: "merge key",
 			src:  "server: {<<: {listen: \":1\"}}\n" + base,
-			want: []string{`1:10: unknown key "<<" in server (known keys: listen, read_header_timeout, idle_timeout, max_header_bytes, shutdown_grace, access_log, max_connections, max_inflight, memory_limit; merge keys are not supported)`},
+			want: []string{`1:10: unknown key "<<" in server (known keys: listen, read_header_timeout, idle_timeout, max_header_bytes, shutdown_grace, access_log, max_connections, max_inflight, memory_limit, sched_latency_limit; merge keys are not supported)`},
 		},
 		{
 			name: "duplicate key",

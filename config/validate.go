@@ -64,6 +64,9 @@ func (v *validator) server() {
 	v.nonNegativeInt("server.max_connections", s.MaxConnections)
 	v.nonNegativeInt("server.max_inflight", s.MaxInflight)
 	v.memoryLimit()
+	if s.SchedLatencyLimit < 0 {
+		v.errorf("server.sched_latency_limit", "server.sched_latency_limit must be >= 0 (0 turns the saturation detector off), got %v", s.SchedLatencyLimit)
+	}
 }
 
 func (v *validator) admin() {

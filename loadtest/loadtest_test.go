@@ -202,8 +202,11 @@ func TestFindCapacity(t *testing.T) {
 	if r.ByReason["queue_full"] == 0 || r.RetryAfterMissing != 0 {
 		t.Errorf("refusals by reason %v, %d without Retry-After: want queue_full, each with Retry-After", r.ByReason, r.RetryAfterMissing)
 	}
-	if !strings.Contains(c.Reason, "refused") {
-		t.Errorf("broke on %q, want the refused share", c.Reason)
+	// Past capacity the queue-less bulkhead refuses; on a busy machine the
+	// admitted p99 can cross its bound in the same window first. Either
+	// is the break the ramp looks for.
+	if !strings.Contains(c.Reason, "refused") && !strings.Contains(c.Reason, "admitted p99") {
+		t.Errorf("broke on %q, want the refused share or the admitted p99", c.Reason)
 	}
 }
 

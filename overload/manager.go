@@ -19,6 +19,10 @@ type Limits struct {
 	MaxConnections int64
 	MaxInflight    int64
 	MemoryLimit    int64
+	// SchedLatency is the saturation detector's threshold; 0 keeps
+	// Options.Detector's (default 10ms), a negative value turns the
+	// detector off (it sheds nothing and forgets its state).
+	SchedLatency time.Duration
 }
 
 // Options tune a Manager. The zero value is usable.
@@ -95,10 +99,12 @@ type Manager struct {
 	lastHeap  atomic.Uint64
 	lastSched atomic.Int64 // time.Duration
 
-	mu        sync.Mutex // guards det and failing; serialises Sample
-	det       detector
-	failing   bool // the previous Sample panicked (logged once)
-	lingering lingerSet
+	mu           sync.Mutex // guards det, detOff and failing; serialises Sample
+	det          detector
+	detThreshold time.Duration // Options.Detector's threshold, defaulted
+	detOff       bool          // Limits.SchedLatency < 0: the detector is off
+	failing      bool          // the previous Sample panicked (logged once)
+	lingering    lingerSet
 }
 
 // New returns a Manager enforcing l.
@@ -120,6 +126,7 @@ func New(l Limits, o Options) *Manager {
 	}
 	m := &Manager{clk: o.Clock, log: o.Log, interval: o.Interval, heap: o.Heap, sched: o.Sched,
 		det: newDetector(o.Detector)}
+	m.detThreshold = m.det.Threshold
 	m.SetLimits(l)
 	return m
 }
@@ -128,6 +135,21 @@ func New(l Limits, o Options) *Manager {
 // new work until the count falls under it; nothing already accepted is
 // cut. Turning the memory limit off ends a memory refusal at once.
 func (m *Manager) SetLimits(l Limits) {
+	m.mu.Lock()
+	switch {
+	case l.SchedLatency < 0:
+		m.detOff = true
+		m.det = newDetector(DetectorOptions{Threshold: m.detThreshold, EnterAfter: m.det.EnterAfter, EscalateAfter: m.det.EscalateAfter, LeaveAfter: m.det.LeaveAfter})
+		m.shed.Store(uint32(ShedNone))
+		m.saturated.Store(false)
+	case l.SchedLatency > 0:
+		m.detOff = false
+		m.det.Threshold = l.SchedLatency
+	default:
+		m.detOff = false
+		m.det.Threshold = m.detThreshold
+	}
+	m.mu.Unlock()
 	m.maxConns.Store(max(l.MaxConnections, 0))
 	m.maxInflight.Store(max(l.MaxInflight, 0))
 	m.memLimit.Store(max(l.MemoryLimit, 0))
@@ -138,7 +160,13 @@ func (m *Manager) SetLimits(l Limits) {
 
 // Limits returns the limits in force.
 func (m *Manager) Limits() Limits {
-	return Limits{MaxConnections: m.maxConns.Load(), MaxInflight: m.maxInflight.Load(), MemoryLimit: m.memLimit.Load()}
+	m.mu.Lock()
+	sched := m.det.Threshold
+	if m.detOff {
+		sched = -1
+	}
+	m.mu.Unlock()
+	return Limits{MaxConnections: m.maxConns.Load(), MaxInflight: m.maxInflight.Load(), MemoryLimit: m.memLimit.Load(), SchedLatency: sched}
 }
 
 // Enter lets a request in at the door, before routing, or says why not.
@@ -231,6 +259,9 @@ func (m *Manager) Sample() {
 		}
 	}
 
+	if m.detOff {
+		return
+	}
 	before := m.det.level
 	level := m.det.observe(now, p99)
 	m.saturated.Store(p99 > m.det.Threshold)

@@ -24,7 +24,17 @@ func limitsOf(s config.Server) overload.Limits {
 		MaxConnections: int64(s.MaxConnections),
 		MaxInflight:    int64(s.MaxInflight),
 		MemoryLimit:    s.MemoryLimit.Resolved,
+		SchedLatency:   schedLatencyOf(s.SchedLatencyLimit),
 	}
+}
+
+// schedLatencyOf maps server.sched_latency_limit, where 0 is off, to
+// Limits.SchedLatency, where off is negative.
+func schedLatencyOf(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // Overload returns the process's overload manager, which the proxy

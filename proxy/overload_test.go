@@ -450,3 +450,42 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 		t.Errorf("a door refusal costs %v allocations, want at most 2", allocs)
 	}
 }
+
+// TestSchedLatencyLimit: server.sched_latency_limit is the detector's
+// threshold, 0 turns the detector off, and both reload.
+func TestSchedLatencyLimit(t *testing.T) {
+	up := echoUpstream(t, "u")
+	yaml := func(limit string) string {
+		return fmt.Sprintf(`
+server: {sched_latency_limit: %s}
+upstreams: [{name: u, targets: ["%s"]}]
+routes: [{name: web, match: {path_prefix: /}, upstream: u}]
+`, limit, up.URL)
+	}
+	p := startOverloadProxy(t, yaml("50ms"))
+	p.sample(30*time.Millisecond, 30)
+	if lvl := p.Overload().Shedding(); lvl != overload.ShedNone {
+		t.Fatalf("30ms samples under a 50ms limit: shedding %v", lvl)
+	}
+	p.sample(60*time.Millisecond, 30)
+	if lvl := p.Overload().Shedding(); lvl != overload.ShedDefault {
+		t.Fatalf("60ms samples for 3s over a 50ms limit: shedding %v, want default", lvl)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(yaml("0s")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if lvl := p.Overload().Shedding(); lvl != overload.ShedNone {
+		t.Fatalf("after a reload to 0 (off): shedding %v", lvl)
+	}
+	p.sample(500*time.Millisecond, 30)
+	if lvl := p.Overload().Shedding(); lvl != overload.ShedNone || p.Overload().State().Saturated {
+		t.Fatalf("detector off: shedding %v, state %+v", lvl, p.Overload().State())
+	}
+	if resp, _ := get(t, p.URL+"/x"); resp.StatusCode != 200 {
+		t.Fatalf("detector off: %d", resp.StatusCode)
+	}
+}

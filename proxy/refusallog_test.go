@@ -146,8 +146,10 @@ func fireGets(t *testing.T, base string, n map[string]int) map[string]map[int]in
 		got = map[string]map[int]int{}
 		wg  sync.WaitGroup
 	)
+	for path := range n {
+		got[path] = map[int]int{} // before any client runs: got is only read under mu from here on
+	}
 	for path, count := range n {
-		got[path] = map[int]int{}
 		work := make(chan struct{}, count)
 		for range count {
 			work <- struct{}{}

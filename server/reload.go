@@ -20,7 +20,7 @@ import (
 // counted in sluice_config_reloads_total{result="error"}). Blocks that
 // listeners or background services were built from (server, tls, admin,
 // tracing, monitoring) take effect only on restart, except the overload
-// manager's limits in server (max_connections, max_inflight,
+// manager's limits in server (max_connections, max_inflight, sched_latency_limit,
 // memory_limit), which reload; a change to the rest is logged and the
 // running values are kept. The redis block is reloaded (a block Redis
 // refuses fails the reload).
@@ -68,6 +68,7 @@ func (s *Server) Config() *config.Config { return s.cfgNow.Load() }
 // overload manager's limits) from src to dst.
 func reloadOverload(dst *config.Server, src config.Server) {
 	dst.MaxConnections, dst.MaxInflight, dst.MemoryLimit = src.MaxConnections, src.MaxInflight, src.MemoryLimit
+	dst.SchedLatencyLimit = src.SchedLatencyLimit
 }
 
 func restartOnlyChanges(cur, next *config.Config) []string {
