@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sluice/internal/testutil"
 	"sync"
 	"testing"
 	"time"
@@ -27,21 +28,6 @@ func serveCapped(t *testing.T, m *Manager, refuse []byte) string {
 	wg.Go(func() { srv.Serve(m.Listener(ln, refuse)) })
 	t.Cleanup(func() { srv.Close(); wg.Wait() })
 	return ln.Addr().String()
-}
-
-// rawGet sends one keep-alive GET on c and returns the response.
-func rawGet(t *testing.T, c net.Conn, br *bufio.Reader) *http.Response {
-	t.Helper()
-	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
 }
 
 // waitOpen polls until m counts want open connections: the server sees
@@ -71,7 +57,7 @@ func TestListenerCapsConnections(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if resp := rawGet(t, c, bufio.NewReader(c)); resp.StatusCode != 200 {
+		if resp := testutil.KeepAliveGet(t, c, bufio.NewReader(c), "x", "/"); resp.StatusCode != 200 {
 			t.Fatalf("held connection: %d", resp.StatusCode)
 		}
 		held = append(held, c)
@@ -108,7 +94,7 @@ func TestListenerCapsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if resp := rawGet(t, c, bufio.NewReader(c)); resp.StatusCode != 200 {
+	if resp := testutil.KeepAliveGet(t, c, bufio.NewReader(c), "x", "/"); resp.StatusCode != 200 {
 		t.Errorf("after a close: %d, want 200", resp.StatusCode)
 	}
 	if s := m.State(); s.ConnectionsOpen != 2 || s.ConnectionsRefused != 3 {
@@ -123,11 +109,11 @@ func TestListenerCapsConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	if resp := rawGet(t, c3, bufio.NewReader(c3)); resp.StatusCode != 200 {
+	if resp := testutil.KeepAliveGet(t, c3, bufio.NewReader(c3), "x", "/"); resp.StatusCode != 200 {
 		t.Errorf("after raising the limit: %d, want 200", resp.StatusCode)
 	}
 	m.SetLimits(Limits{MaxConnections: 1})
-	if resp := rawGet(t, c3, bufio.NewReader(c3)); resp.StatusCode != 200 {
+	if resp := testutil.KeepAliveGet(t, c3, bufio.NewReader(c3), "x", "/"); resp.StatusCode != 200 {
 		t.Errorf("an open connection after lowering the limit: %d, want 200", resp.StatusCode)
 	}
 }
@@ -142,7 +128,7 @@ func TestListenerRefusesWithoutAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	rawGet(t, c, bufio.NewReader(c))
+	testutil.KeepAliveGet(t, c, bufio.NewReader(c), "x", "/")
 	waitOpen(t, m, 1)
 
 	r, err := net.Dial("tcp", addr)

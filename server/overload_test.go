@@ -34,21 +34,6 @@ func metric(t *testing.T, adminAddr, series string) string {
 	return ""
 }
 
-// keepAliveGet sends a keep-alive GET on c and returns the status.
-func keepAliveGet(t *testing.T, c net.Conn, br *bufio.Reader) int {
-	t.Helper()
-	if _, err := io.WriteString(c, "GET /x HTTP/1.1\r\nHost: sluice.test\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // TestMaxConnections holds server.max_connections open with real TCP
 // clients. The next connection is answered 503 overloaded (Retry-After 1,
 // Connection: close, problem+json) and closed at once, never parked in
@@ -70,7 +55,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 			t.Fatal(err)
 		}
 		defer c.Close()
-		if got := keepAliveGet(t, c, bufio.NewReader(c)); got != 200 {
+		if got := testutil.KeepAliveGet(t, c, bufio.NewReader(c), "sluice.test", "/x").StatusCode; got != 200 {
 			t.Fatalf("held connection: %d", got)
 		}
 		held = append(held, c)
@@ -116,7 +101,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 		t.Fatal(err)
 	}
 	defer n.Close()
-	if got := keepAliveGet(t, n, bufio.NewReader(n)); got != 200 {
+	if got := testutil.KeepAliveGet(t, n, bufio.NewReader(n), "sluice.test", "/x").StatusCode; got != 200 {
 		t.Errorf("after a held connection closed: %d, want 200", got)
 	}
 	if got := metric(t, s.AdminAddr(), `sluice_connections{state="open"}`); got != `sluice_connections{state="open"} 2` {

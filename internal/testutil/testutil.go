@@ -65,6 +65,24 @@ func RawExchange(t testing.TB, c net.Conn, raw string) []*http.Response {
 	}
 }
 
+// KeepAliveGet sends one keep-alive GET of target to host on c, a
+// connection to an HTTP/1 server, reads the answer through br (which the
+// caller keeps for the connection's next answers) to its end, and returns
+// it, leaving the connection open.
+func KeepAliveGet(t testing.TB, c net.Conn, br *bufio.Reader, host, target string) *http.Response {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
 // WaitFor polls cond until it holds, failing the test after 10 s: for
 // conditions another goroutine or process brings about (a listener up, a
 // file reloaded), never to time the code under test.
