@@ -43,10 +43,12 @@ type overloadInfo struct {
 	Shedding          []string `json:"shedding"`
 	Saturated         bool     `json:"saturated"` // the last sample's p99 was over the threshold
 	SchedLatencyP99Ms float64  `json:"sched_latency_p99_ms"`
-	MemoryOver        bool     `json:"memory_over"`
-	HeapBytes         uint64   `json:"heap_bytes"`
-	MemoryLimitBytes  int64    `json:"memory_limit_bytes"` // 0: off
-	Connections       struct {
+	// SchedLatencyLimitMs is the detector's threshold; 0: the detector is off.
+	SchedLatencyLimitMs float64 `json:"sched_latency_limit_ms"`
+	MemoryOver          bool    `json:"memory_over"`
+	HeapBytes           uint64  `json:"heap_bytes"`
+	MemoryLimitBytes    int64   `json:"memory_limit_bytes"` // 0: off
+	Connections         struct {
 		Open    int64  `json:"open"`
 		Refused uint64 `json:"refused_total"`
 		Max     int64  `json:"max"` // 0: unlimited
@@ -71,6 +73,9 @@ func overloadOf(st overload.State) overloadInfo {
 		HeapBytes:         st.HeapBytes,
 		MemoryLimitBytes:  st.Limits.MemoryLimit,
 		RefusedTotal:      map[string]uint64{},
+	}
+	if st.Limits.SchedLatency > 0 {
+		o.SchedLatencyLimitMs = ms(st.Limits.SchedLatency)
 	}
 	if st.Overloaded() {
 		o.State = "shedding"

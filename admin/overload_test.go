@@ -93,7 +93,7 @@ routes:
 	}
 	f.getJSON(t, "/api/v1/overview", "", &o)
 	if o.Overload.State != "shedding" || !reflect.DeepEqual(o.Overload.Shedding, []string{"sheddable"}) ||
-		!o.Overload.Saturated || o.Overload.SchedLatencyP99Ms != 50 {
+		!o.Overload.Saturated || o.Overload.SchedLatencyP99Ms != 50 || o.Overload.SchedLatencyLimitMs != 10 {
 		t.Errorf("saturated: %+v", o.Overload)
 	}
 

@@ -139,7 +139,7 @@ func (m *Manager) SetLimits(l Limits) {
 	switch {
 	case l.SchedLatency < 0:
 		m.detOff = true
-		m.det = newDetector(DetectorOptions{Threshold: m.detThreshold, EnterAfter: m.det.EnterAfter, EscalateAfter: m.det.EscalateAfter, LeaveAfter: m.det.LeaveAfter})
+		m.det = newDetector(m.det.DetectorOptions) // back to calm, nothing remembered
 		m.shed.Store(uint32(ShedNone))
 		m.saturated.Store(false)
 	case l.SchedLatency > 0:

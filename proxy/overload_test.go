@@ -478,8 +478,8 @@ routes: [{name: web, match: {path_prefix: /}, upstream: u}]
 	if err := p.Reload(cfg); err != nil {
 		t.Fatal(err)
 	}
-	if lvl := p.Overload().Shedding(); lvl != overload.ShedNone {
-		t.Fatalf("after a reload to 0 (off): shedding %v", lvl)
+	if lvl, l := p.Overload().Shedding(), p.Overload().Limits(); lvl != overload.ShedNone || l.SchedLatency >= 0 {
+		t.Fatalf("after a reload to 0 (off): shedding %v, limits %+v", lvl, l)
 	}
 	p.sample(500*time.Millisecond, 30)
 	if lvl := p.Overload().Shedding(); lvl != overload.ShedNone || p.Overload().State().Saturated {
