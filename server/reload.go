@@ -32,7 +32,6 @@ func (s *Server) Reload() error {
 	defer s.reloadMu.Unlock()
 	next, err := config.Load(s.configPath)
 	if err != nil {
-		s.reloads.WithLabelValues("error").Inc()
 		var errs config.Errors
 		if errors.As(err, &errs) {
 			for _, e := range errs {
@@ -41,6 +40,7 @@ func (s *Server) Reload() error {
 		} else {
 			s.log.Error("config reload rejected; the running config keeps serving", "error", err)
 		}
+		s.reloads.WithLabelValues("error").Inc() // after the log: a counted reload is a logged one
 		return err
 	}
 	cur := s.Config()
@@ -51,13 +51,13 @@ func (s *Server) Reload() error {
 		s.log.Warn("config change needs a restart to take effect; keeping the running value", "key", key)
 	}
 	if err := s.proxy.Reload(&eff); err != nil {
-		s.reloads.WithLabelValues("error").Inc()
 		s.log.Error("config reload failed; the running config keeps serving", "error", err)
+		s.reloads.WithLabelValues("error").Inc()
 		return err
 	}
 	s.cfgNow.Store(&eff)
-	s.reloads.WithLabelValues("success").Inc()
 	s.log.Info("config reloaded", "file", s.configPath, "routes", len(eff.Routes), "upstreams", len(eff.Upstreams))
+	s.reloads.WithLabelValues("success").Inc()
 	return nil
 }
 
