@@ -44,6 +44,10 @@ func (g *Guard) Rejected() uint64 { return g.rejected.Load() }
 // accepts is guarded.
 func (g *Guard) Listener(ln net.Listener) net.Listener { return &guardedListener{ln, g} }
 
+// Conn guards one connection accepted elsewhere, from a request boundary
+// on: the first byte its reads return starts a request line.
+func (g *Guard) Conn(c net.Conn) net.Conn { return g.wrap(c) }
+
 type guardedListener struct {
 	net.Listener
 	g *Guard

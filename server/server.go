@@ -32,6 +32,7 @@ import (
 	"sluice/framing"
 	"sluice/monitor"
 	"sluice/proxy"
+	"sluice/server/internal/h1serve"
 	"sluice/telemetry"
 )
 
@@ -73,6 +74,7 @@ type Server struct {
 	admin   *admin.Server
 	tracing *telemetry.Provider
 	access  *bufferedWriter // nil without an access log
+	h1      *h1serve.Server // serves the plain proxy listener, proxySrv behind it
 	reloads *prometheus.CounterVec
 
 	proxySrv *http.Server
@@ -168,6 +170,7 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		// No ReadTimeout or WriteTimeout: they would cut uploads, streams
 		// and WebSockets. The route timeout bounds each request instead.
 	}
+	s.h1 = &h1serve.Server{Fallback: s.proxySrv, Wrap: s.guard.Conn}
 	if cfg.TLS != nil {
 		if s.https, err = newTLSFrontend(cfg.TLS, s.proxySrv, log); err != nil {
 			return nil, err
@@ -231,7 +234,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	}
 	if s.https == nil {
-		go s.serve(s.proxySrv, s.guard.Listener(s.proxyLn))
+		go s.serveH1(s.proxyLn)
 	}
 	go s.serve(s.adminSrv, s.adminLn)
 	s.https.openGate()
@@ -240,6 +243,15 @@ func (s *Server) Start(ctx context.Context) error {
 		"max_connections", s.cfg.Server.MaxConnections, "max_inflight", s.cfg.Server.MaxInflight,
 		"memory_limit", s.cfg.Server.MemoryLimit.String())
 	return nil
+}
+
+// serveH1 serves the plain proxy listener with sluice's own HTTP/1.1 loop,
+// which hands the connections it does not serve to proxySrv through the
+// framing guard.
+func (s *Server) serveH1(ln net.Listener) {
+	if err := s.h1.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.serveErr <- err
+	}
 }
 
 func (s *Server) serve(srv *http.Server, ln net.Listener) {
@@ -288,10 +300,10 @@ func (s *Server) Shutdown() {
 	// Queued requests are refused now (503 shutting_down) rather than kept
 	// waiting for a slot the drain may not give them in time.
 	s.proxy.Drain()
-	waitTLS := s.https.shutdown(ctx) // drains alongside the plain listener
-	if err := s.proxySrv.Shutdown(ctx); err != nil {
+	waitTLS := s.https.shutdown(ctx)           // drains alongside the plain listener
+	if err := s.h1.Shutdown(ctx); err != nil { // and proxySrv
 		s.log.Warn("grace period over, closing remaining connections", "error", err)
-		s.proxySrv.Close()
+		s.h1.Close()
 	}
 	waitTLS()
 	s.proxy.Close()

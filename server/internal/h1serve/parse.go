@@ -1,0 +1,281 @@
+package h1serve
+
+import (
+	"bytes"
+	"net/http"
+	"net/textproto"
+	"net/url"
+)
+
+// maxHeaderLines bounds the header lines of a request this package parses;
+// a longer block is handed to net/http.
+const maxHeaderLines = 64
+
+// head is a parsed request head: the fields of the http.Request built from
+// it. All strings are substrings of one copy of the head's bytes.
+type head struct {
+	method, target, host string
+	url                  *url.URL
+	header               http.Header
+	close                bool
+}
+
+// parseHead parses the request head at the start of b. It returns the
+// head's length and ok when b holds a complete head of the common kind
+// (see the package documentation); 0 and ok when b holds no complete head
+// yet; and !ok when the head is one for net/http, complete or not (it then
+// reads the same bytes from the start).
+//
+// Whatever parseHead accepts, http.ReadRequest parses into the same
+// request (FuzzParseHead): the rules below are a subset of net/http's, and
+// where they are in doubt they hand off.
+func parseHead(b []byte) (h head, n int, ok bool) {
+	end := bytes.Index(b, crlfcrlf)
+	if end < 0 {
+		// No complete head: more to read, unless what is there already
+		// shows it is not one of ours (a bare LF line ending, say).
+		if bytes.IndexByte(b, '\n') >= 0 && !lineEndsWellUntil(b) {
+			return h, 0, false
+		}
+		return h, 0, true
+	}
+	n = end + 4
+	s := string(b[:end+2]) // the request line and header lines, each ending in CRLF
+
+	// The request line: METHOD SP origin-form SP HTTP/1.1.
+	line, rest, _ := cut(s)
+	sp := indexByte(line, ' ')
+	if sp < 0 || !plainMethod(line[:sp]) {
+		return h, 0, false
+	}
+	h.method = line[:sp]
+	line = line[sp+1:]
+	sp = indexByte(line, ' ')
+	if sp < 1 || line[sp+1:] != "HTTP/1.1" || !plainTarget(line[:sp]) {
+		return h, 0, false
+	}
+	h.target = line[:sp]
+	u, err := url.ParseRequestURI(h.target)
+	if err != nil {
+		return h, 0, false
+	}
+	h.url = u
+
+	// Header lines. The map's value slices share one backing array, as
+	// net/textproto's do.
+	lines := 0
+	for r := rest; r != ""; lines++ {
+		i := indexByte(r, '\n')
+		r = r[i+1:]
+	}
+	if lines > maxHeaderLines {
+		return h, 0, false
+	}
+	h.header = make(http.Header, lines)
+	strs := make([]string, lines)
+	hosts := 0
+	for rest != "" {
+		line, rest, _ = cut(rest)
+		colon := indexByte(line, ':')
+		if colon < 1 {
+			return h, 0, false
+		}
+		key, value := line[:colon], trimOWS(line[colon+1:])
+		if !plainName(key) || !plainValue(value) {
+			return h, 0, false
+		}
+		key = canonicalKey(key)
+		switch key {
+		case "Host":
+			hosts++
+			h.host = value
+			continue // net/http takes Host out of the map
+		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer", "Http2-Settings", "Pragma":
+			return h, 0, false // framing, protocol switches and their kin: net/http's
+		}
+		strs[0] = value
+		if vs, seen := h.header[key]; seen {
+			h.header[key] = append(vs, value)
+		} else {
+			h.header[key] = strs[:1:1]
+		}
+		strs = strs[1:]
+	}
+	if hosts != 1 || !plainHost(h.host) {
+		return h, 0, false
+	}
+	if c, has := h.header["Connection"]; has {
+		for _, v := range c {
+			if hasToken(v, "close") {
+				h.close = true
+				delete(h.header, "Connection") // as net/http does when it closes
+				break
+			}
+		}
+	}
+	return h, n, true
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// lineEndsWellUntil reports whether every LF in b is preceded by a CR and
+// no CR stands alone, up to the last LF.
+func lineEndsWellUntil(b []byte) bool {
+	last := bytes.LastIndexByte(b, '\n')
+	for i := 0; i <= last; i++ {
+		switch b[i] {
+		case '\n':
+			if i == 0 || b[i-1] != '\r' {
+				return false
+			}
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cut splits s at its first CRLF; a line with a bare CR or LF in it is
+// not found by the callers' token checks, so it need not be split out.
+func cut(s string) (line, rest string, found bool) {
+	i := indexByte(s, '\n')
+	if i < 1 || s[i-1] != '\r' {
+		return s, "", false
+	}
+	return s[:i-1], s[i+1:], true
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// plainMethod: the methods that carry no body in the common request.
+func plainMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+// plainTarget: an origin-form target of visible ASCII, without a fragment.
+func plainTarget(t string) bool {
+	if t == "" || t[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainName: a header name of token characters (RFC 9110 §5.6.2).
+func plainName(k string) bool {
+	for i := 0; i < len(k); i++ {
+		if !isToken(k[i]) {
+			return false
+		}
+	}
+	return k != ""
+}
+
+func isToken(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+// plainValue: visible ASCII, spaces and tabs (no obs-text, no controls).
+func plainValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// plainHost: a reg-name or IPv4 host with an optional port, or a bracketed
+// IPv6 literal; nothing net/http's host check could refuse.
+func plainHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS removes the optional whitespace around a header value.
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// canonicalKey is textproto.CanonicalMIMEHeaderKey without the copy when
+// k is canonical already (most clients send canonical names).
+func canonicalKey(k string) string {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return textproto.CanonicalMIMEHeaderKey(k)
+		}
+		upper = c == '-'
+	}
+	return k
+}
+
+// hasToken reports whether the comma-separated list v holds token,
+// case-insensitively.
+func hasToken(v, token string) bool {
+	for v != "" {
+		var f string
+		if i := indexByte(v, ','); i >= 0 {
+			f, v = v[:i], v[i+1:]
+		} else {
+			f, v = v, ""
+		}
+		if f = trimOWS(f); len(f) == len(token) && equalFold(f, token) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFold(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}

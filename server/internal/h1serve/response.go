@@ -1,0 +1,461 @@
+package h1serve
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// bufferBeforeChunking is how much body a response holds before it sends
+// its head: a handler that writes no more than this and returns gets a
+// Content-Length, as under net/http (the same size).
+const bufferBeforeChunking = 2048
+
+// response is the http.ResponseWriter of one request. It follows
+// net/http's response for the requests this package serves (HTTP/1.1, no
+// request body): the same head for the same handler calls, byte for byte
+// apart from Date (TestResponsesMatchNetHTTP). One difference is allowed:
+// net/http sends the header map as it was at WriteHeader, this response
+// as it is when the head goes out (at the first flush); a handler that
+// changes the map after WriteHeader is wrong under either.
+type response struct {
+	c      *conn
+	req    *http.Request
+	header http.Header
+	w      *bufio.Writer // bufferBeforeChunking, in front of cw
+	cw     chunkWriter
+
+	wroteHeader     bool
+	status          int
+	contentLength   int64 // from the handler's Content-Length; -1: none
+	written         int64
+	handlerDone     bool
+	closeAfterReply bool
+	hijacked        bool
+	trailers        []string // declared in the Trailer header
+	clenBuf         [20]byte
+	dateBuf         [len(http.TimeFormat)]byte
+}
+
+var (
+	_ http.ResponseWriter = (*response)(nil)
+	_ http.Flusher        = (*response)(nil)
+	_ http.Hijacker       = (*response)(nil)
+)
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(code int) {
+	if w.hijacked {
+		w.c.srv.logf("http: response.WriteHeader on hijacked connection")
+		return
+	}
+	if w.wroteHeader {
+		w.c.srv.logf("http: superfluous response.WriteHeader call")
+		return
+	}
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code))
+	}
+	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+		bw := w.c.bw
+		writeStatusLine(bw, code)
+		w.header.WriteSubset(bw, excludedHeadersNoBody)
+		bw.WriteString("\r\n")
+		bw.Flush()
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if cl := w.header.Get("Content-Length"); cl != "" {
+		v, err := strconv.ParseInt(cl, 10, 64)
+		if err == nil && v >= 0 {
+			w.contentLength = v
+		} else {
+			w.c.srv.logf("http: invalid Content-Length of %q", cl)
+			w.header.Del("Content-Length")
+		}
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if !bodyAllowedForStatus(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(p))
+	if w.contentLength != -1 && w.written > w.contentLength {
+		return 0, http.ErrContentLength
+	}
+	return w.w.Write(p)
+}
+
+func (w *response) WriteString(s string) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if len(s) == 0 {
+		return 0, nil
+	}
+	if !bodyAllowedForStatus(w.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	w.written += int64(len(s))
+	if w.contentLength != -1 && w.written > w.contentLength {
+		return 0, http.ErrContentLength
+	}
+	return w.w.WriteString(s)
+}
+
+func (w *response) Flush() { w.FlushError() }
+
+// FlushError sends what is buffered, head first, as http.ResponseController's
+// Flush expects.
+func (w *response) FlushError() error {
+	if w.hijacked {
+		return http.ErrHijacked
+	}
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	err := w.w.Flush()
+	if e2 := w.cw.flush(); err == nil {
+		err = e2
+	}
+	return err
+}
+
+// Hijack hands the connection to the handler with what is buffered of it.
+func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.wroteHeader {
+		w.w.Flush() // as net/http: what the handler wrote goes first
+		w.cw.flush()
+	}
+	w.hijacked = true
+	c := w.c
+	c.stopWatch()
+	br := bufio.NewReader(&prefixConn{Conn: c.nc, pending: c.unread()})
+	return c.nc, bufio.NewReadWriter(br, bufio.NewWriter(c.nc)), nil
+}
+
+// SetReadDeadline and SetWriteDeadline serve http.ResponseController.
+func (w *response) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
+func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+
+// finish completes the response after the handler returned.
+func (w *response) finish() {
+	w.handlerDone = true
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.w.Flush()
+	w.cw.close()
+	if err := w.c.bw.Flush(); err != nil {
+		w.c.fail(err)
+	}
+}
+
+// reusable reports whether the connection can serve another request.
+func (w *response) reusable() bool {
+	if w.closeAfterReply || w.c.werr != nil {
+		return false
+	}
+	if w.req.Method != "HEAD" && w.contentLength != -1 && bodyAllowedForStatus(w.status) && w.contentLength != w.written {
+		return false
+	}
+	return true
+}
+
+func (w *response) declareTrailer(k string) {
+	k = http.CanonicalHeaderKey(k)
+	if !httpguts.ValidTrailerHeader(k) {
+		return // not allowed as a trailer
+	}
+	w.trailers = append(w.trailers, k)
+}
+
+func (w *response) finalTrailers() http.Header {
+	var t http.Header
+	for k, vv := range w.header {
+		if kk, found := strings.CutPrefix(k, http.TrailerPrefix); found {
+			if t == nil {
+				t = make(http.Header)
+			}
+			t[kk] = vv
+		}
+	}
+	for _, k := range w.trailers {
+		if t == nil {
+			t = make(http.Header)
+		}
+		for _, v := range w.header[k] {
+			t.Add(k, v)
+		}
+	}
+	return t
+}
+
+// chunkWriter writes the head before the first body bytes, and frames the
+// body in chunks when it has no length, as net/http's chunkWriter.
+type chunkWriter struct {
+	res         *response
+	wroteHeader bool
+	chunking    bool
+}
+
+func (cw *chunkWriter) Write(p []byte) (n int, err error) {
+	if !cw.wroteHeader {
+		cw.writeHeader(p)
+	}
+	if cw.res.req.Method == "HEAD" {
+		return len(p), nil // eaten
+	}
+	bw := cw.res.c.bw
+	if cw.chunking {
+		var hex [16]byte
+		bw.Write(strconv.AppendUint(hex[:0], uint64(len(p)), 16))
+		bw.WriteString("\r\n")
+	}
+	n, err = bw.Write(p)
+	if cw.chunking && err == nil {
+		_, err = bw.WriteString("\r\n")
+	}
+	if err != nil {
+		cw.res.c.fail(err)
+	}
+	return n, err
+}
+
+func (cw *chunkWriter) flush() error {
+	if !cw.wroteHeader {
+		cw.writeHeader(nil)
+	}
+	err := cw.res.c.bw.Flush()
+	if err != nil {
+		cw.res.c.fail(err)
+	}
+	return err
+}
+
+func (cw *chunkWriter) close() {
+	if !cw.wroteHeader {
+		cw.writeHeader(nil)
+	}
+	if cw.chunking {
+		bw := cw.res.c.bw
+		bw.WriteString("0\r\n")
+		if t := cw.res.finalTrailers(); t != nil {
+			t.Write(bw)
+		}
+		bw.WriteString("\r\n")
+	}
+}
+
+var (
+	excludedHeadersNoBody   = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}
+	suppressedHeaders304    = []string{"Content-Type", "Content-Length", "Transfer-Encoding"}
+	suppressedHeadersNoBody = []string{"Content-Length", "Transfer-Encoding"}
+)
+
+// writeHeader finalises the head and writes it to the connection's
+// buffer; p is the body's first bytes (all of it when the handler is
+// done), sniffed for a Content-Type when the handler set none. The rules
+// are net/http's chunkWriter.writeHeader for an HTTP/1.1 request without
+// a body, with keep-alives on until the server shuts down.
+func (cw *chunkWriter) writeHeader(p []byte) {
+	cw.wroteHeader = true
+	w := cw.res
+	header := w.header
+	isHEAD := w.req.Method == "HEAD"
+	keepAlives := !w.c.srv.shuttingDown()
+
+	var exclude map[string]bool
+	del := func(k string) {
+		if _, ok := header[k]; !ok {
+			return
+		}
+		if exclude == nil {
+			exclude = make(map[string]bool)
+		}
+		exclude[k] = true
+	}
+	var contentType, connection, transferEncoding string
+	var date, contentLength []byte
+
+	trailers := false
+	for k := range header {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			if exclude == nil {
+				exclude = make(map[string]bool)
+			}
+			exclude[k] = true
+			trailers = true
+		}
+	}
+	for _, v := range header["Trailer"] {
+		trailers = true
+		foreachHeaderElement(v, w.declareTrailer)
+	}
+
+	te := header.Get("Transfer-Encoding")
+	hasTE := te != ""
+	if w.handlerDone && !trailers && !hasTE && bodyAllowedForStatus(w.status) && !has(header, "Content-Length") && (!isHEAD || len(p) > 0) {
+		w.contentLength = int64(len(p))
+		contentLength = strconv.AppendInt(w.clenBuf[:0], int64(len(p)), 10)
+	}
+	hasCL := w.contentLength != -1
+	if w.req.Close {
+		w.closeAfterReply = true
+	}
+	if header.Get("Connection") == "close" || !keepAlives {
+		w.closeAfterReply = true
+	}
+
+	code := w.status
+	if bodyAllowedForStatus(code) {
+		_, haveType := header["Content-Type"]
+		if header.Get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+			contentType = http.DetectContentType(p)
+		}
+	} else {
+		suppressed := suppressedHeadersNoBody
+		if code == http.StatusNotModified {
+			suppressed = suppressedHeaders304
+		}
+		for _, k := range suppressed {
+			del(k)
+		}
+	}
+	if _, ok := header["Date"]; !ok {
+		date = time.Now().UTC().AppendFormat(w.dateBuf[:0], http.TimeFormat)
+	}
+	if hasCL && hasTE && te != "identity" {
+		w.c.srv.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.contentLength)
+		del("Content-Length")
+		hasCL = false
+	}
+	switch {
+	case isHEAD || !bodyAllowedForStatus(code) || code == http.StatusNoContent:
+		del("Transfer-Encoding")
+	case hasCL:
+		del("Transfer-Encoding")
+	case hasTE && te == "identity":
+		cw.chunking = false
+		w.closeAfterReply = true
+		del("Transfer-Encoding")
+	default:
+		cw.chunking = true
+		transferEncoding = "chunked"
+		if hasTE && te == "chunked" {
+			del("Transfer-Encoding")
+		}
+	}
+	if cw.chunking {
+		del("Content-Length")
+	}
+	if w.closeAfterReply && (!keepAlives || !hasToken(header.Get("Connection"), "close")) && !isProtocolSwitch(code, header) {
+		del("Connection")
+		connection = "close"
+	}
+
+	bw := w.c.bw
+	writeStatusLine(bw, code)
+	header.WriteSubset(bw, exclude)
+	if date != nil {
+		bw.WriteString("Date: ")
+		bw.Write(date)
+		bw.WriteString("\r\n")
+	}
+	if contentLength != nil {
+		bw.WriteString("Content-Length: ")
+		bw.Write(contentLength)
+		bw.WriteString("\r\n")
+	}
+	for i, v := range [...]string{contentType, connection, transferEncoding} {
+		if v != "" {
+			bw.WriteString(extraHeaderKeys[i])
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	bw.WriteString("\r\n")
+}
+
+var extraHeaderKeys = [...]string{"Content-Type", "Connection", "Transfer-Encoding"}
+
+func isProtocolSwitch(code int, h http.Header) bool {
+	return code == http.StatusSwitchingProtocols && len(h["Upgrade"]) > 0 && hasToken(h.Get("Connection"), "upgrade")
+}
+
+func has(h http.Header, k string) bool { _, ok := h[k]; return ok }
+
+func bodyAllowedForStatus(status int) bool {
+	switch {
+	case status >= 100 && status <= 199, status == 204, status == 304:
+		return false
+	}
+	return true
+}
+
+func writeStatusLine(bw *bufio.Writer, code int) {
+	bw.WriteString("HTTP/1.1 ")
+	if text := http.StatusText(code); text != "" {
+		var b [3]byte
+		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+		bw.WriteByte(' ')
+		bw.WriteString(text)
+		bw.WriteString("\r\n")
+	} else {
+		fmt.Fprintf(bw, "%03d status code %d\r\n", code, code)
+	}
+}
+
+func foreachHeaderElement(v string, fn func(string)) {
+	v = textprotoTrim(v)
+	if v == "" {
+		return
+	}
+	if !strings.Contains(v, ",") {
+		fn(v)
+		return
+	}
+	for f := range strings.SplitSeq(v, ",") {
+		if f = textprotoTrim(f); f != "" {
+			fn(f)
+		}
+	}
+}
+
+// textprotoTrim is textproto.TrimString: ASCII space, tab, CR and LF.
+func textprotoTrim(s string) string {
+	for len(s) > 0 && isASCIISpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isASCIISpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func isASCIISpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
