@@ -108,7 +108,6 @@ func parseHead(b []byte) (h head, n int, ok bool) {
 		for _, v := range c {
 			if hasToken(v, "close") {
 				h.close = true
-				delete(h.header, "Connection") // as net/http does when it closes
 				break
 			}
 		}

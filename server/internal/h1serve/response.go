@@ -19,15 +19,13 @@ const bufferBeforeChunking = 2048
 
 // response is the http.ResponseWriter of one request. It follows
 // net/http's response for the requests this package serves (HTTP/1.1, no
-// request body): the same head for the same handler calls, byte for byte
-// apart from Date (TestResponsesMatchNetHTTP). One difference is allowed:
-// net/http sends the header map as it was at WriteHeader, this response
-// as it is when the head goes out (at the first flush); a handler that
-// changes the map after WriteHeader is wrong under either.
+// request body): the same bytes for the same handler calls, Date apart
+// (TestResponsesMatchNetHTTP).
 type response struct {
 	c      *conn
 	req    *http.Request
 	header http.Header
+	snap   http.Header   // the header map at WriteHeader, until the head is written
 	w      *bufio.Writer // bufferBeforeChunking, in front of cw
 	cw     chunkWriter
 
@@ -73,14 +71,29 @@ func (w *response) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
-		v, err := strconv.ParseInt(cl, 10, 64)
-		if err == nil && v >= 0 {
+	h := w.header
+	cl := h.Get("Content-Length")
+	if cl != "" {
+		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
-		} else {
-			w.c.srv.logf("http: invalid Content-Length of %q", cl)
-			w.header.Del("Content-Length")
 		}
+	}
+	// The head goes out with the header map as it is now. When nothing
+	// the body does can change it — a length is set and either no body is
+	// allowed or nothing will be sniffed — it is written now; otherwise
+	// the map is copied (net/http clones it here). The copy is shallow:
+	// Header's methods replace or extend a value slice, never change it.
+	if !bodyAllowedForStatus(code) || w.contentLength != -1 && (has(h, "Content-Type") || h.Get("Content-Encoding") != "" || h.Get("Transfer-Encoding") != "") {
+		w.cw.writeHeader(nil)
+	} else {
+		w.snap = make(http.Header, len(h))
+		for k, v := range h {
+			w.snap[k] = v
+		}
+	}
+	if cl != "" && w.contentLength == -1 {
+		w.c.srv.logf("http: invalid Content-Length of %q", cl)
+		h.Del("Content-Length")
 	}
 }
 
@@ -285,7 +298,11 @@ var (
 func (cw *chunkWriter) writeHeader(p []byte) {
 	cw.wroteHeader = true
 	w := cw.res
-	header := w.header
+	header := w.snap
+	if header == nil {
+		header = w.header
+	}
+	w.snap = nil
 	isHEAD := w.req.Method == "HEAD"
 	keepAlives := !w.c.srv.shuttingDown()
 

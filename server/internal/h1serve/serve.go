@@ -65,6 +65,9 @@ type Server struct {
 	handoff  *chanListener
 	fbDone   chan error // Fallback.Serve's result
 
+	served    atomic.Uint64 // requests this loop answered
+	handedOff atomic.Uint64 // connections given to Fallback
+
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
 	conns    map[*conn]struct{}
@@ -182,6 +185,12 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	return s.Fallback.Close()
 }
+
+// Served is the number of requests the loop has answered itself.
+func (s *Server) Served() uint64 { return s.served.Load() }
+
+// HandedOff is the number of connections handed to Fallback.
+func (s *Server) HandedOff() uint64 { return s.handedOff.Load() }
 
 func (s *Server) shuttingDown() bool { return s.shutdown.Load() }
 
@@ -476,6 +485,7 @@ func (c *conn) handOff() bool {
 	if c.srv.Wrap != nil {
 		nc = c.srv.Wrap(nc)
 	}
+	c.srv.handedOff.Add(1)
 	return c.srv.handoff.give(nc)
 }
 
@@ -504,6 +514,7 @@ func (c *conn) serveRequest(h head) bool {
 		w.w.Reset(&w.cw)
 	}
 
+	c.srv.served.Add(1)
 	c.srv.handler().ServeHTTP(w, r)
 	ctx.end()
 	c.stopWatch()
