@@ -124,4 +124,3 @@ func BenchmarkParseHead(b *testing.B) {
 		}
 	}
 }
-

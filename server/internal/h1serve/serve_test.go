@@ -136,36 +136,104 @@ var dateLine = regexp.MustCompile(`(?m)^Date: .*\r$`)
 // receives (Date apart), and whether the connection stays open.
 func TestResponsesMatchNetHTTP(t *testing.T) {
 	handlers := map[string]http.HandlerFunc{
-		"short":          func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") },
-		"html":           func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html><body>hi</body></html>") },
-		"typed":          func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "text/x"); w.Write([]byte("x")) },
-		"untyped":        func(w http.ResponseWriter, r *http.Request) { w.Header()["Content-Type"] = nil; w.Write([]byte("x")) },
-		"encoded":        func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Encoding", "gzip"); w.Write([]byte("x")) },
-		"empty":          func(w http.ResponseWriter, r *http.Request) {},
-		"status":         func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(418) },
-		"unknown":        func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(599); io.WriteString(w, "x") },
-		"nocontent":      func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "3"); w.WriteHeader(204) },
-		"notmodified":    func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Type", "a/b"); w.WriteHeader(304) },
-		"big":            func(w http.ResponseWriter, r *http.Request) { w.Write(bytes.Repeat([]byte("abcdefgh"), 1000)) },
-		"biglen":         func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "8000"); w.Write(bytes.Repeat([]byte("abcdefgh"), 1000)) },
-		"shortlen":       func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "10"); io.WriteString(w, "abc") },
-		"badlen":         func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "x"); io.WriteString(w, "abc") },
-		"overlen":        func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Content-Length", "2"); io.WriteString(w, "abc") },
-		"flushed":        func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "a"); w.(http.Flusher).Flush(); io.WriteString(w, "b") },
-		"flushedEmpty":   func(w http.ResponseWriter, r *http.Request) { w.(http.Flusher).Flush() },
-		"controller":     func(w http.ResponseWriter, r *http.Request) { http.NewResponseController(w).Flush(); io.WriteString(w, "c") },
-		"trailers":       func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Trailer", "X-Sum, Content-Length"); io.WriteString(w, "d"); w.Header().Set("X-Sum", "1") },
-		"prefixTrailer":  func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "e"); w.Header().Set(http.TrailerPrefix+"X-Late", "2") },
-		"interim":        func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Link", "</a>"); w.WriteHeader(103); w.WriteHeader(200); io.WriteString(w, "f") },
-		"close":          func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Connection", "close"); io.WriteString(w, "g") },
-		"identity":       func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Transfer-Encoding", "identity"); io.WriteString(w, "h") },
-		"chunkedTE":      func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Transfer-Encoding", "chunked"); io.WriteString(w, "i") },
-		"dated":          func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Date", "yesterday"); io.WriteString(w, "j") },
-		"newline":        func(w http.ResponseWriter, r *http.Request) { w.Header().Set("X-A", "a\r\nb "); w.Header()["bad name"] = []string{"v"}; io.WriteString(w, "k") },
-		"multi":          func(w http.ResponseWriter, r *http.Request) { w.Header().Add("Set-Cookie", "a=1"); w.Header().Add("Set-Cookie", "b=2"); io.WriteString(w, "l") },
-		"writeString":    func(w http.ResponseWriter, r *http.Request) { io.WriteString(struct{ io.Writer }{w}, "m"); w.(io.StringWriter).WriteString("n") },
+		"short": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") },
+		"html":  func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html><body>hi</body></html>") },
+		"typed": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/x")
+			w.Write([]byte("x"))
+		},
+		"untyped": func(w http.ResponseWriter, r *http.Request) { w.Header()["Content-Type"] = nil; w.Write([]byte("x")) },
+		"encoded": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("x"))
+		},
+		"empty":   func(w http.ResponseWriter, r *http.Request) {},
+		"status":  func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(418) },
+		"unknown": func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(599); io.WriteString(w, "x") },
+		"nocontent": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "3")
+			w.WriteHeader(204)
+		},
+		"notmodified": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "a/b")
+			w.WriteHeader(304)
+		},
+		"big": func(w http.ResponseWriter, r *http.Request) { w.Write(bytes.Repeat([]byte("abcdefgh"), 1000)) },
+		"biglen": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "8000")
+			w.Write(bytes.Repeat([]byte("abcdefgh"), 1000))
+		},
+		"shortlen": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		},
+		"badlen": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "x")
+			io.WriteString(w, "abc")
+		},
+		"overlen": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "2")
+			io.WriteString(w, "abc")
+		},
+		"flushed": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "a")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "b")
+		},
+		"flushedEmpty": func(w http.ResponseWriter, r *http.Request) { w.(http.Flusher).Flush() },
+		"controller": func(w http.ResponseWriter, r *http.Request) {
+			http.NewResponseController(w).Flush()
+			io.WriteString(w, "c")
+		},
+		"trailers": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Trailer", "X-Sum, Content-Length")
+			io.WriteString(w, "d")
+			w.Header().Set("X-Sum", "1")
+		},
+		"prefixTrailer": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, "e")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "2")
+		},
+		"interim": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "</a>")
+			w.WriteHeader(103)
+			w.WriteHeader(200)
+			io.WriteString(w, "f")
+		},
+		"close": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			io.WriteString(w, "g")
+		},
+		"identity": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Transfer-Encoding", "identity")
+			io.WriteString(w, "h")
+		},
+		"chunkedTE": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Transfer-Encoding", "chunked")
+			io.WriteString(w, "i")
+		},
+		"dated": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Date", "yesterday")
+			io.WriteString(w, "j")
+		},
+		"newline": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-A", "a\r\nb ")
+			w.Header()["bad name"] = []string{"v"}
+			io.WriteString(w, "k")
+		},
+		"multi": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Add("Set-Cookie", "a=1")
+			w.Header().Add("Set-Cookie", "b=2")
+			io.WriteString(w, "l")
+		},
+		"writeString": func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(struct{ io.Writer }{w}, "m")
+			w.(io.StringWriter).WriteString("n")
+		},
 		"headAfterWrite": func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "o"); w.WriteHeader(500) },
-		"echo":           func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s %q %v", r.Method, r.URL, r.Host, r.Close) },
+		"echo": func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "%s %s %q %v", r.Method, r.URL, r.Host, r.Close)
+		},
 	}
 	mux := http.NewServeMux()
 	for name, h := range handlers {
