@@ -41,7 +41,7 @@ var layers = [][]string{
 	// The HTTP glue: match, admit, forward, observe, refuse.
 	{"proxy"},
 	// What the server assembles around the proxy.
-	{"admin", "certs", "framing"},
+	{"admin", "certs", "framing", "server/internal/h1serve"},
 	{"server"},
 	// The demo's synthetic upstreams and load, which the CLI serves, and
 	// the load tester behind `sluice loadtest`.
