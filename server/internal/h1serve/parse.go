@@ -20,7 +20,8 @@ type head struct {
 	close                bool
 }
 
-// parseHead parses the request head at the start of b. It returns the
+// parseHead parses the request head at the start of b into h, with its
+// URL in u (a new one when u is nil). It returns the
 // head's length and ok when b holds a complete head of the common kind
 // (see the package documentation); 0 and ok when b holds no complete head
 // yet; and !ok when the head is one for net/http, complete or not (it then
@@ -29,7 +30,7 @@ type head struct {
 // Whatever parseHead accepts, http.ReadRequest parses into the same
 // request (FuzzParseHead): the rules below are a subset of net/http's, and
 // where they are in doubt they hand off.
-func parseHead(b []byte) (h head, n int, ok bool) {
+func parseHead(b []byte, u *url.URL) (h head, n int, ok bool) {
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
 		// No complete head: more to read, unless what is there already
@@ -55,16 +56,25 @@ func parseHead(b []byte) (h head, n int, ok bool) {
 		return h, 0, false
 	}
 	h.target = line[:sp]
-	u, err := url.ParseRequestURI(h.target)
-	if err != nil {
-		return h, 0, false
+	if u == nil {
+		u = new(url.URL)
+	}
+	if !simpleURL(u, h.target) {
+		parsed, err := url.ParseRequestURI(h.target)
+		if err != nil {
+			return h, 0, false
+		}
+		*u = *parsed
 	}
 	h.url = u
 
 	// Header lines. The map's value slices share one backing array, as
 	// net/textproto's do.
-	lines := 0
-	for r := rest; r != ""; lines++ {
+	lines := 0 // header lines but Host's, which stays out of the map
+	for r := rest; r != ""; {
+		if len(r) < 5 || !equalFold(r[:5], "host:") {
+			lines++
+		}
 		i := indexByte(r, '\n')
 		r = r[i+1:]
 	}
@@ -90,6 +100,11 @@ func parseHead(b []byte) (h head, n int, ok bool) {
 			hosts++
 			h.host = value
 			continue // net/http takes Host out of the map
+		}
+		if len(strs) == 0 {
+			return h, 0, false // a Host spelt otherwise than counted: net/http's
+		}
+		switch key {
 		case "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer", "Http2-Settings", "Pragma":
 			return h, 0, false // framing, protocol switches and their kin: net/http's
 		}
@@ -153,6 +168,28 @@ func indexByte(s string, c byte) int {
 		}
 	}
 	return -1
+}
+
+// simpleURL sets u to what url.ParseRequestURI makes of target when its
+// path needs no unescaping: unreserved characters and those a path keeps
+// as they are, then an optional query taken raw. It reports false, u
+// untouched, for any other target.
+func simpleURL(u *url.URL, target string) bool {
+	path, query, hasQuery := target, "", false
+	if i := indexByte(target, '?'); i >= 0 {
+		path, query, hasQuery = target[:i], target[i+1:], true
+	}
+	for i := 0; i < len(path); i++ {
+		switch c := path[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '-' || c == '_' || c == '.' || c == '~' || c == '/':
+		case c == '$' || c == '&' || c == '+' || c == ',' || c == ':' || c == ';' || c == '=' || c == '@':
+		default:
+			return false
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return true
 }
 
 // plainMethod: the methods that carry no body in the common request.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,11 +50,16 @@ func FuzzParseHead(f *testing.F) {
 	f.Add("GET", "*", "")
 	f.Add("CONNECT", "a:443", "")
 	f.Add("get", "/", "")
+	f.Add("GET", "/a!b*(c)'d", "")
+	f.Add("GET", "/p?", "")
+	f.Add("GET", "/p?a?b=%zz&c", "")
+	f.Add("GET", "/$&+,:;=@-_.~", "")
+	f.Add("GET", "/%7e%2F", "")
 	f.Fuzz(func(t *testing.T, method, target, lines string) {
 		raw := rawHead(method, target, lines)
-		h, n, ok := parseHead([]byte(raw + "NEXT"))
+		h, n, ok := parseHead([]byte(raw+"NEXT"), nil)
 		for cut := 0; cut < len(raw); cut += 1 + cut/4 {
-			if _, m, ok := parseHead([]byte(raw[:cut])); ok && m > 0 {
+			if _, m, ok := parseHead([]byte(raw[:cut]), nil); ok && m > 0 {
 				t.Fatalf("a head cut at %d of %d was accepted: %q", cut, len(raw), raw[:cut])
 			}
 		}
@@ -103,13 +109,13 @@ func TestParseHeadHandsOff(t *testing.T) {
 		"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
 		"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
-		if _, _, ok := parseHead([]byte(raw)); ok {
+		if _, _, ok := parseHead([]byte(raw), nil); ok {
 			t.Errorf("parseHead takes %q", raw)
 		}
 	}
 	// Incomplete, and nothing yet shows it is net/http's: read on.
 	for _, raw := range []string{"", "GET", "GET / HTTP/1.1\r\nHost: a\r\n", "GET / HTTP/1.1\r"} {
-		if _, n, ok := parseHead([]byte(raw)); !ok || n != 0 {
+		if _, n, ok := parseHead([]byte(raw), nil); !ok || n != 0 {
 			t.Errorf("parseHead(%q) = %d, %v; want 0, true", raw, n, ok)
 		}
 	}
@@ -118,8 +124,9 @@ func TestParseHeadHandsOff(t *testing.T) {
 func BenchmarkParseHead(b *testing.B) {
 	raw := []byte("GET /api/items?page=2 HTTP/1.1\r\nHost: shop.example\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nX-Request-Id: 7b1c\r\n\r\n")
 	b.ReportAllocs()
+	var u url.URL
 	for b.Loop() {
-		if _, n, ok := parseHead(raw); !ok || n != len(raw) {
+		if _, n, ok := parseHead(raw, &u); !ok || n != len(raw) {
 			b.Fatal("not parsed")
 		}
 	}

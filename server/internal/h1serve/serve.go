@@ -38,6 +38,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -345,7 +346,8 @@ type conn struct {
 	remote string
 	base   context.Context // ServerContextKey, LocalAddrContextKey
 
-	buf  []byte // read buffer; buf[r:w] is read and not yet parsed
+	next *request // the next request's allocation, once its bytes come
+	buf  []byte   // read buffer; buf[r:w] is read and not yet parsed
 	r, w int
 	bw   *bufio.Writer // in front of nc
 	res  response
@@ -434,7 +436,10 @@ func (c *conn) readHead() (h head, ok, handoff bool) {
 			if c.state.Load() == stateIdle && !c.state.CompareAndSwap(stateIdle, stateActive) {
 				return h, false, false // closed by Shutdown
 			}
-			h, n, ok := parseHead(c.buf[c.r:c.w])
+			if c.next == nil {
+				c.next = new(request)
+			}
+			h, n, ok := parseHead(c.buf[c.r:c.w], &c.next.url)
 			if !ok {
 				return h, false, true
 			}
@@ -489,10 +494,18 @@ func (c *conn) handOff() bool {
 	return c.srv.handoff.give(nc)
 }
 
+// request is what one request allocates of its own: its context and URL.
+type request struct {
+	ctx reqCtx
+	url url.URL
+}
+
 // serveRequest runs the handler for one request and completes its
 // answer. It reports whether the connection serves another.
 func (c *conn) serveRequest(h head) bool {
-	ctx := &reqCtx{c: c}
+	ctx := &c.next.ctx
+	ctx.c = c
+	c.next = nil
 	r := emptyRequest.WithContext(ctx)
 	r.Method = h.method
 	r.URL = h.url
@@ -505,8 +518,16 @@ func (c *conn) serveRequest(h head) bool {
 	r.Close = h.close
 	c.pipelined = c.w > c.r
 
+	// The header map is the connection's, emptied for each request: a
+	// handler must not use its ResponseWriter after it returns.
 	w := &c.res
-	*w = response{c: c, req: r, header: make(http.Header), w: w.w, contentLength: -1}
+	header := w.header
+	if header == nil {
+		header = make(http.Header)
+	} else {
+		clear(header)
+	}
+	*w = response{c: c, req: r, header: header, w: w.w, contentLength: -1}
 	w.cw = chunkWriter{res: w}
 	if w.w == nil {
 		w.w = bufio.NewWriterSize(&w.cw, bufferBeforeChunking)
