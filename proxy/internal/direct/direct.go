@@ -101,9 +101,8 @@ func (x *Request) WriteHead(w *bufio.Writer) error {
 	} else {
 		w.WriteString("X-Forwarded-Proto: https\r\n")
 	}
-	var buf [256]byte
 	w.WriteString("Forwarded: ")
-	fwd := AppendForwarded(buf[:0], r)
+	fwd := AppendForwarded(w.AvailableBuffer(), r) // built in place: no copy, no allocation
 	if bytes.ContainsAny(fwd, "\r\n") {
 		h1.WriteHeaderValue(w, string(fwd))
 	} else {
