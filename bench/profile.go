@@ -77,8 +77,9 @@ type cpuShare struct {
 // rows marked Self count only time spent in the functions' own code, not in
 // what they call (the standard library, the runtime).
 var cpuBuckets = []cpuShare{
-	{What: "net/http server: reading and parsing requests", Pattern: `net/http\.\(\*conn\)\.readRequest`},
-	{What: "net/http server: writing responses (flush at the end of each)", Pattern: `net/http\.\(\*response\)\.finishRequest`},
+	{What: "sluice's HTTP/1.1 loop (h1serve): reading and parsing requests", Pattern: `h1serve\.\(\*conn\)\.readHead`},
+	{What: "sluice's HTTP/1.1 loop (h1serve): writing responses (flush at the end of each)", Pattern: `h1serve\.\(\*response\)\.finish`},
+	{What: "net/http server (connections the loop hands off: bodies, upgrades, HTTP/1.0)", Pattern: `net/http\.\(\*conn\)\.serve`},
 	{What: "forwarding: sluice's direct path (forwardDirect), with its syscalls", Pattern: `sluice/proxy\.\(\*Proxy\)\.forwardDirect`},
 	{What: "forwarding: httputil.ReverseProxy.ServeHTTP (bodies, upgrades, https, traced)", Pattern: `httputil\.\(\*ReverseProxy\)\.ServeHTTP`},
 	{What: "http.Transport: its writer and reader goroutines (requests with bodies)", Pattern: `net/http\.\(\*persistConn\)\.(writeLoop|readLoop)`},
