@@ -31,6 +31,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanPath$$' -fuzztime $(FUZZTIME) ./proxy/internal/routing
 	$(GO) test -run '^$$' -fuzz '^FuzzForwarded$$' -fuzztime $(FUZZTIME) ./proxy/internal/direct
 	$(GO) test -run '^$$' -fuzz '^FuzzDirectHead$$' -fuzztime $(FUZZTIME) ./proxy
+	$(GO) test -run '^$$' -fuzz '^FuzzParseHead$$' -fuzztime $(FUZZTIME) ./server/internal/h1serve
 
 # Needs the Go vulnerability database (vuln.go.dev), which this project's
 # build machines cannot reach; run it where they can.
