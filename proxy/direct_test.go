@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/testutil"
 	"sluice/proxy/internal/direct"
 	"sluice/proxy/internal/h1"
 )
@@ -280,16 +281,8 @@ func FuzzDirectHead(f *testing.F) {
 	f.Add("OPTIONS", "/x?", "Host: other.example:81\nUpgrade: h2c", false)
 	target, _ := url.Parse("http://127.0.0.1:9")
 	f.Fuzz(func(t *testing.T, method, target2, lines string, strip bool) {
-		raw := method + " " + target2 + " HTTP/1.1\r\n"
-		if !strings.Contains(strings.ToLower(lines), "host:") {
-			raw += "Host: shop.example\r\n"
-		}
-		for l := range strings.SplitSeq(lines, "\n") {
-			if l != "" {
-				raw += l + "\r\n"
-			}
-		}
-		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw + "\r\n")))
+		raw := testutil.RequestHead(method, target2, lines)
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
 		if err != nil || !strings.HasPrefix(r.URL.Path, "/") || r.ContentLength != 0 || r.Body != http.NoBody {
 			return // the server would refuse it, or it has a body: not forwarded directly
 		}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // TestOwnLoopMatchesNetHTTP sends one corpus of raw requests — the seeds
@@ -72,18 +74,7 @@ routes:
 	go func() { netHTTP.Serve(s.guard.Listener(ln)); close(done) }()
 	t.Cleanup(func() { netHTTP.Close(); <-done })
 
-	head := func(method, target, lines string) string {
-		raw := method + " " + target + " HTTP/1.1\r\n"
-		if !strings.Contains(strings.ToLower(lines), "host:") {
-			raw += "Host: shop.example\r\n"
-		}
-		for l := range strings.SplitSeq(lines, "\n") {
-			if l != "" {
-				raw += l + "\r\n"
-			}
-		}
-		return raw + "\r\n"
-	}
+	head := testutil.RequestHead
 	corpus := []string{
 		head("GET", "/api/a%2Fb?x=1;y=2", "Connection: X-A, keep-alive\nX-A: 1\nTe: trailers, gzip\nX-Forwarded-For: 10.0.0.1\nForwarded: for=10.0.0.1"),
 		head("POST", "/p?%zz", "User-Agent: \nKeep-Alive: 5\nProxy-Connection: x"),

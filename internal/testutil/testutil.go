@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -95,4 +96,21 @@ func WaitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// RequestHead builds the raw head of an HTTP/1.1 request as the fuzz
+// tests of request heads do: the request line, a Host unless lines has
+// one, and lines split at "\n" into CRLF-terminated header lines, then
+// the empty line.
+func RequestHead(method, target, lines string) string {
+	raw := method + " " + target + " HTTP/1.1\r\n"
+	if !strings.Contains(strings.ToLower(lines), "host:") {
+		raw += "Host: shop.example\r\n"
+	}
+	for l := range strings.SplitSeq(lines, "\n") {
+		if l != "" {
+			raw += l + "\r\n"
+		}
+	}
+	return raw + "\r\n"
 }

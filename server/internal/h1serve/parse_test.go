@@ -8,23 +8,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// rawHead builds a request head as FuzzDirectHead does in the proxy's
-// tests: a request line, a Host unless lines has one, and lines split at
-// "\n" into CRLF-terminated header lines.
-func rawHead(method, target, lines string) string {
-	raw := method + " " + target + " HTTP/1.1\r\n"
-	if !strings.Contains(strings.ToLower(lines), "host:") {
-		raw += "Host: shop.example\r\n"
-	}
-	for l := range strings.SplitSeq(lines, "\n") {
-		if l != "" {
-			raw += l + "\r\n"
-		}
-	}
-	return raw + "\r\n"
-}
+	"sluice/internal/testutil"
+)
 
 // FuzzParseHead checks parseHead against http.ReadRequest, on the seeds
 // of the proxy's FuzzDirectHead and more: whatever parseHead accepts,
@@ -56,7 +42,7 @@ func FuzzParseHead(f *testing.F) {
 	f.Add("GET", "/$&+,:;=@-_.~", "")
 	f.Add("GET", "/%7e%2F", "")
 	f.Fuzz(func(t *testing.T, method, target, lines string) {
-		raw := rawHead(method, target, lines)
+		raw := testutil.RequestHead(method, target, lines)
 		h, n, ok := parseHead([]byte(raw+"NEXT"), nil)
 		for cut := 0; cut < len(raw); cut += 1 + cut/4 {
 			if _, m, ok := parseHead([]byte(raw[:cut]), nil); ok && m > 0 {
@@ -74,18 +60,14 @@ func FuzzParseHead(f *testing.F) {
 		if rest, _ := io.ReadAll(br); string(rest) != "NEXT" || n != len(raw) {
 			t.Fatalf("parseHead ends at %d, net/http at %d (%q): %q", n, len(raw)+4-len(rest), rest, raw)
 		}
-		got := struct {
+		type fields struct {
 			Method, RequestURI, Host string
-			URL                      any
+			URL                      url.URL
 			Header                   http.Header
 			Close                    bool
-		}{h.method, h.target, h.host, *h.url, h.header, h.close}
-		want := struct {
-			Method, RequestURI, Host string
-			URL                      any
-			Header                   http.Header
-			Close                    bool
-		}{r.Method, r.RequestURI, r.Host, *r.URL, r.Header, r.Close}
+		}
+		got := fields{h.method, h.target, h.host, *h.url, h.header, h.close}
+		want := fields{r.Method, r.RequestURI, r.Host, *r.URL, r.Header, r.Close}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("for %q\n got  %+v\n want %+v", raw, got, want)
 		}
