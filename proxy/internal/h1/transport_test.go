@@ -403,3 +403,57 @@ func TestH1Head(t *testing.T) {
 		t.Error("a method with a space: no error")
 	}
 }
+
+// TestH1ResponseFraming: heads read by readCommonResponse and those left
+// to http.ReadResponse frame their bodies alike on the connection: a
+// lower-case Content-Length and a chunked body leave it reused, a
+// Connection: close (the upstream keeping it open regardless) and a body
+// cut short end it.
+func TestH1ResponseFraming(t *testing.T) {
+	up := newRawUpstream(t, func(conn, n int, req *http.Request, w *bufio.Writer) bool {
+		body := fmt.Sprint("conn ", conn)
+		switch req.URL.Path {
+		case "/lower":
+			fmt.Fprintf(w, "HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-conn: %d\r\n\r\n%s", len(body), conn, body)
+		case "/chunked":
+			fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
+		case "/close":
+			fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		case "/short":
+			fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body)+1, body)
+			w.Flush()
+			return false
+		}
+		return true
+	})
+	rt := newTestH1(4, 0)
+	defer rt.CloseIdleConnections()
+	for i, step := range []struct {
+		path, body string
+		err        error
+	}{
+		{"/lower", "conn 1", nil},
+		{"/chunked", "conn 1", nil},
+		{"/close", "conn 1", nil},
+		{"/lower", "conn 2", nil},
+		{"/short", "conn 2", io.ErrUnexpectedEOF},
+		{"/lower", "conn 3", nil},
+	} {
+		req, _ := http.NewRequest("GET", up.url()+step.path, nil)
+		resp, err := rt.RoundTrip(req)
+		if err != nil {
+			t.Fatalf("%d %s: %v", i, step.path, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != step.body || !errors.Is(err, step.err) {
+			t.Errorf("%d %s: %q %v, want %q %v", i, step.path, b, err, step.body, step.err)
+		}
+		if step.path == "/lower" && resp.Header.Get("X-Conn") != step.body[len("conn "):] {
+			t.Errorf("%d %s: header %v, want X-Conn canonical", i, step.path, resp.Header)
+		}
+		if step.path == "/close" && (!resp.Close || resp.Header["Connection"] != nil) {
+			t.Errorf("%d %s: Close %v, header %v; want Close and no Connection field", i, step.path, resp.Close, resp.Header)
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"net/textproto"
+)
+
+// response is a response head read by readCommonResponse together with
+// its body, in one allocation.
+type response struct {
+	http.Response
+	body body
+	vals [8]string // the header's values, if no more
+}
+
+// maxCommonLines is the most field lines readCommonResponse takes; a head
+// with more is left to http.ReadResponse.
+const maxCommonLines = 64
+
+// headLine is where one field line's name and value lie in the head.
+type headLine struct {
+	k0, k1, v0, v1 int32
+	conn           bool // a Connection field
+}
+
+// readCommonResponse reads the common response head from br and returns
+// it as http.ReadResponse would, or returns nil having consumed nothing,
+// for http.ReadResponse to read the same bytes. The common head is all in
+// br's buffer once filled: "HTTP/1.1", a final status from 200 to 599,
+// field lines of a token name and visible ASCII, space and tab, ended by
+// CRLF and never folded, and a body framed by a single Content-Length of
+// digits, or no body at all (a HEAD request, a 204 or 304). Anything else —
+// interim responses, Transfer-Encoding, a body delimited by the close, a
+// repeated Content-Length, obs-text, a bare LF, a head longer than the
+// buffer — is left to http.ReadResponse.
+//
+// http.ReadResponse costs about ten allocations for a small head: the
+// status line, each value, the map, the value slices, the transfer reader,
+// the limit reader, its body. Here there are four: the response with its
+// body and the array every value slice shares (as textproto shares one),
+// unless there are more than eight values; the head as one string (names
+// and values are substrings of it; a name is copied only if it is neither
+// canonical nor one textproto knows); the map and its table.
+//
+// The response's Body is http.NoBody, or its body reading the length from
+// br: that one needs its connection (body.pc) set before it is read.
+func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
+	buf, _ := br.Peek(br.Buffered())
+	end := bytes.Index(buf, crlfcrlf)
+	for end < 0 {
+		if len(buf) >= br.Size() {
+			return nil
+		}
+		from := max(len(buf)-3, 0)
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return nil // http.ReadResponse reads on, and meets the error itself
+		}
+		buf, _ = br.Peek(br.Buffered())
+		if i := bytes.Index(buf[from:], crlfcrlf); i >= 0 {
+			end = from + i
+		}
+	}
+	if end+4 > 1<<31-1 {
+		return nil
+	}
+	head := buf[:end+2] // through the last line's CRLF
+
+	// The status line: "HTTP/1.1 DDD reason", the reason optional.
+	const proto = "HTTP/1.1 "
+	if len(head) < len(proto)+3+2 || string(head[:len(proto)]) != proto {
+		return nil
+	}
+	d0, d1, d2 := head[9], head[10], head[11]
+	if d0 < '2' || d0 > '5' || d1 < '0' || d1 > '9' || d2 < '0' || d2 > '9' {
+		return nil
+	}
+	code := int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
+	i := 12
+	if head[i] == ' ' {
+		for i++; valueByte[head[i]]; i++ {
+		}
+	}
+	statusEnd := i
+	if head[i] != '\r' || head[i+1] != '\n' {
+		return nil
+	}
+	i += 2
+
+	var lines [maxCommonLines]headLine
+	n := 0
+	length := int64(-1) // Content-Length; -1: none
+	closing, cacheControl, pragmaSeen, noCache := false, false, false, false
+	for i < len(head) {
+		if n == len(lines) {
+			return nil
+		}
+		k0 := i
+		for tokenByte[head[i]] {
+			i++
+		}
+		if i == k0 || head[i] != ':' {
+			return nil
+		}
+		k1 := i
+		for i++; head[i] == ' ' || head[i] == '\t'; i++ {
+		}
+		v0 := i
+		for valueByte[head[i]] {
+			i++
+		}
+		v1 := i
+		if head[i] != '\r' || head[i+1] != '\n' {
+			return nil
+		}
+		i += 2
+		for v1 > v0 && (head[v1-1] == ' ' || head[v1-1] == '\t') {
+			v1--
+		}
+		l := headLine{k0: int32(k0), k1: int32(k1), v0: int32(v0), v1: int32(v1)}
+		k, v := head[k0:k1], head[v0:v1]
+		switch {
+		case equalFold(k, "content-length"):
+			if length >= 0 {
+				return nil // repeated: http.ReadResponse's to judge
+			}
+			if length = parseLength(v); length < 0 {
+				return nil
+			}
+		case equalFold(k, "transfer-encoding"):
+			return nil
+		case equalFold(k, "connection"):
+			l.conn = true
+			closing = closing || containsToken(v, "close")
+		case equalFold(k, "pragma"):
+			if !pragmaSeen {
+				pragmaSeen, noCache = true, string(v) == "no-cache"
+			}
+		case equalFold(k, "cache-control"):
+			cacheControl = true
+		}
+		lines[n] = l
+		n++
+	}
+
+	// Framing, as http.ReadResponse's readTransfer decides it: a HEAD
+	// response has no body and reports the length it declares; a 204 or
+	// 304 has none and reports 0; any other has the length it declares.
+	bodyLen := int64(0)
+	switch {
+	case req != nil && req.Method == "HEAD":
+	case code == 204 || code == 304:
+		length = 0
+	case length < 0:
+		return nil // delimited by the close of the connection
+	default:
+		bodyLen = length
+	}
+
+	s := string(head)
+	r := &response{Response: http.Response{
+		Status:        s[len(proto):statusEnd],
+		StatusCode:    code,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		ContentLength: length,
+		Close:         closing,
+		Request:       req,
+	}}
+	h := make(http.Header, n)
+	strs := r.vals[:]
+	if n > len(r.vals) {
+		strs = make([]string, n)
+	}
+	for _, l := range lines[:n] {
+		if l.conn && closing {
+			continue // http.ReadResponse deletes a Connection field that says close
+		}
+		key := textproto.CanonicalMIMEHeaderKey(s[l.k0:l.k1])
+		value := s[l.v0:l.v1]
+		if vv := h[key]; vv != nil {
+			h[key] = append(vv, value)
+		} else {
+			// Capacity 1: an append to one value slice never writes over the next.
+			vv, strs = strs[:1:1], strs[1:]
+			vv[0] = value
+			h[key] = vv
+		}
+	}
+	if noCache && !cacheControl {
+		h["Cache-Control"] = []string{"no-cache"} // HTTP/1.0's Pragma: no-cache, as http.ReadResponse reads it
+	}
+	r.Header = h
+	if bodyLen == 0 {
+		r.Body = http.NoBody
+	} else {
+		r.body.lr = lengthReader{br: br, n: bodyLen}
+		r.Body = &r.body
+	}
+	br.Discard(end + 4)
+	return r
+}
+
+// lengthReader reads a body of n bytes from br, as http.ReadResponse's
+// body does one with a Content-Length: io.EOF comes with its last bytes,
+// and io.ErrUnexpectedEOF if br ends before them.
+type lengthReader struct {
+	br *bufio.Reader
+	n  int64 // bytes still to read
+}
+
+func (r *lengthReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	n, err := r.br.Read(p)
+	r.n -= int64(n)
+	switch {
+	case r.n == 0:
+		err = io.EOF
+	case err == io.EOF:
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// parseLength returns the value of a Content-Length of digits alone, or
+// -1 for any other (http.ReadResponse's to judge). 18 digits always fit
+// an int64.
+func parseLength(v []byte) int64 {
+	if len(v) == 0 || len(v) > 18 {
+		return -1
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+// equalFold reports whether the token b is lower, ignoring ASCII case.
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// containsToken reports whether the comma-separated value v has token
+// (lower case) as one of its elements, ignoring ASCII case and optional
+// whitespace, as net/http looks for "close" in Connection.
+func containsToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		e := v
+		if c := bytes.IndexByte(v, ','); c >= 0 {
+			e, v = v[:c], v[c+1:]
+		} else {
+			v = nil
+		}
+		if equalFold(bytes.Trim(e, " \t"), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenByte and valueByte say which bytes may make a field name (an RFC
+// 9110 token) and a field value here (visible ASCII, space and tab; not
+// obs-text, which is left to http.ReadResponse).
+var tokenByte, valueByte = func() (token, value [256]bool) {
+	for c := 0; c < 256; c++ {
+		value[c] = c == '\t' || ' ' <= c && c < 0x7f
+		token[c] = '!' <= c && c < 0x7f && !bytes.ContainsRune([]byte(`()<>@,;:\"/[]?={}`), rune(c))
+	}
+	return
+}()
