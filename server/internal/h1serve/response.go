@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -38,7 +39,6 @@ type response struct {
 	hijacked        bool
 	trailers        []string // declared in the Trailer header
 	clenBuf         [20]byte
-	dateBuf         [len(http.TimeFormat)]byte
 }
 
 var (
@@ -364,7 +364,7 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 		}
 	}
 	if _, ok := header["Date"]; !ok {
-		date = time.Now().UTC().AppendFormat(w.dateBuf[:0], http.TimeFormat)
+		date = httpDate(time.Now())
 	}
 	if hasCL && hasTE && te != "identity" {
 		w.c.srv.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.contentLength)
@@ -419,6 +419,27 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 	bw.WriteString("\r\n")
 }
 
+// dates holds the Date value of the current second, formatted once for
+// every response in it.
+var dates atomic.Pointer[dateValue]
+
+type dateValue struct {
+	sec int64
+	b   []byte
+}
+
+// httpDate returns now's second in http.TimeFormat; the bytes are shared
+// and must not be changed.
+func httpDate(now time.Time) []byte {
+	sec := now.Unix()
+	if d := dates.Load(); d != nil && d.sec == sec {
+		return d.b
+	}
+	d := &dateValue{sec: sec, b: now.UTC().AppendFormat(nil, http.TimeFormat)}
+	dates.Store(d)
+	return d.b
+}
+
 var extraHeaderKeys = [...]string{"Content-Type", "Connection", "Transfer-Encoding"}
 
 func isProtocolSwitch(code int, h http.Header) bool {
@@ -438,8 +459,7 @@ func bodyAllowedForStatus(status int) bool {
 func writeStatusLine(bw *bufio.Writer, code int) {
 	bw.WriteString("HTTP/1.1 ")
 	if text := http.StatusText(code); text != "" {
-		var b [3]byte
-		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(code), 10))
 		bw.WriteByte(' ')
 		bw.WriteString(text)
 		bw.WriteString("\r\n")

@@ -355,6 +355,9 @@ type conn struct {
 
 	state atomic.Int32
 
+	deadline  time.Time // the read deadline set on nc by the loop; zero: none
+	idleArmed bool      // deadline is the idle timeout's
+
 	// The watch: a read of the connection while a handler runs, started
 	// when someone waits on the request's context, so that a client that
 	// leaves cancels it. wmu guards the fields below it.
@@ -418,6 +421,35 @@ func (c *conn) serve() {
 	}
 }
 
+// armIdle bounds the wait for the next request by the idle timeout. The
+// deadline already set is kept when it is within 1/32 of the timeout of
+// the one wanted: setting a deadline costs a runtime timer update, and a
+// busy connection would pay it on every request to move the deadline by
+// microseconds. (The idle timeout then cuts between 31/32 of it and all
+// of it.)
+func (c *conn) armIdle() {
+	d := c.srv.idleTimeout()
+	if d <= 0 {
+		c.setReadDeadline(time.Time{})
+		return
+	}
+	want := time.Now().Add(d)
+	if c.idleArmed && want.Sub(c.deadline) < d/32 {
+		return
+	}
+	c.setReadDeadline(want)
+	c.idleArmed = true
+}
+
+// setReadDeadline sets the read deadline and remembers it.
+func (c *conn) setReadDeadline(t time.Time) {
+	if t.IsZero() && c.deadline.IsZero() && !c.idleArmed {
+		return // none set, none wanted
+	}
+	c.nc.SetReadDeadline(t)
+	c.deadline, c.idleArmed = t, false
+}
+
 // readHead reads until the buffer holds a complete head. ok is false when
 // the connection is done (closed, timed out, shut down); handoff is true
 // when the head is net/http's.
@@ -425,10 +457,9 @@ func (c *conn) readHead() (h head, ok, handoff bool) {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	}
-	if d := c.srv.idleTimeout(); d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
+	c.armIdle()
+	if c.state.Load() == stateClosed {
+		return h, false, false // closed by Shutdown, maybe before armIdle's deadline replaced its own
 	}
 	headerDeadline := false
 	for {
@@ -453,7 +484,7 @@ func (c *conn) readHead() (h head, ok, handoff bool) {
 			if !headerDeadline {
 				headerDeadline = true
 				if d := c.srv.headerTimeout(); d > 0 {
-					c.nc.SetReadDeadline(time.Now().Add(d))
+					c.setReadDeadline(time.Now().Add(d))
 				}
 			}
 		}
@@ -602,5 +633,6 @@ func (c *conn) stopWatch() {
 		c.clientGone = true
 	}
 	c.wmu.Unlock()
-	c.nc.SetReadDeadline(time.Time{})
+	c.nc.SetReadDeadline(time.Time{}) // the watch's, and armIdle's before it
+	c.deadline, c.idleArmed = time.Time{}, false
 }
