@@ -279,6 +279,9 @@ type persistConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// deadline is the read deadline last set by the exchanges (cut, which
+	// runs elsewhere, leaves it: a cut connection is not used again).
+	deadline time.Time
 
 	reused  bool        // taken from the pool for this request
 	gotByte bool        // some of the response has arrived
@@ -292,7 +295,7 @@ func (pc *persistConn) open() bool {
 	if pc.br.Buffered() > 0 {
 		return false
 	}
-	pc.c.SetReadDeadline(time.Time{}) // the last exchange's may have passed
+	pc.setReadDeadline(time.Time{}) // the last exchange's may have passed
 	sc, ok := pc.c.(syscall.Conn)
 	if !ok {
 		return true
@@ -312,6 +315,12 @@ func (pc *persistConn) open() bool {
 }
 
 func (pc *persistConn) close() { pc.c.Close() }
+
+// setReadDeadline sets the connection's read deadline and remembers it.
+func (pc *persistConn) setReadDeadline(t time.Time) {
+	pc.c.SetReadDeadline(t)
+	pc.deadline = t
+}
 
 // aLongTimeAgo is a deadline that has passed: set, it ends a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -339,7 +348,13 @@ func (pc *persistConn) roundTrip(ctx context.Context, req *http.Request, x Excha
 	if !headBy.IsZero() && headBy.Before(watchBy) {
 		watchBy = headBy
 	}
-	pc.c.SetReadDeadline(watchBy)
+	// A deadline that only starts the watch may come early: the one a
+	// previous exchange set is kept when it falls within watchAfter/32
+	// before watchBy, which spares most exchanges on a busy connection a
+	// runtime timer update.
+	if watchBy.Equal(headBy) || pc.deadline.After(watchBy) || watchBy.Sub(pc.deadline) > watchAfter/32 {
+		pc.setReadDeadline(watchBy)
+	}
 	fail := func(err error) (*http.Response, error) {
 		pc.unwatch()
 		return nil, err
@@ -413,7 +428,7 @@ func (pc *persistConn) roundTrip(ctx context.Context, req *http.Request, x Excha
 // watch bounds the connection's reads by until (zero: no bound) and cuts
 // them when ctx ends.
 func (pc *persistConn) watch(ctx context.Context, until time.Time) {
-	pc.c.SetReadDeadline(until)
+	pc.setReadDeadline(until)
 	if pc.stop == nil {
 		pc.stop = context.AfterFunc(ctx, pc.cut)
 	} else if ctx.Err() != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -64,7 +65,7 @@ func (w *response) WriteHeader(code int) {
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		bw := w.c.bw
 		writeStatusLine(bw, code)
-		w.header.WriteSubset(bw, excludedHeadersNoBody)
+		writeFields(bw, w.header, excludedHeadersNoBody)
 		bw.WriteString("\r\n")
 		bw.Flush()
 		return
@@ -72,7 +73,7 @@ func (w *response) WriteHeader(code int) {
 	w.wroteHeader = true
 	w.status = code
 	h := w.header
-	cl := h.Get("Content-Length")
+	cl := get(h, "Content-Length")
 	if cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
@@ -83,7 +84,7 @@ func (w *response) WriteHeader(code int) {
 	// allowed or nothing will be sniffed — it is written now; otherwise
 	// the map is copied (net/http clones it here). The copy is shallow:
 	// Header's methods replace or extend a value slice, never change it.
-	if !bodyAllowedForStatus(code) || w.contentLength != -1 && (has(h, "Content-Type") || h.Get("Content-Encoding") != "" || h.Get("Transfer-Encoding") != "") {
+	if !bodyAllowedForStatus(code) || w.contentLength != -1 && (has(h, "Content-Type") || get(h, "Content-Encoding") != "" || get(h, "Transfer-Encoding") != "") {
 		w.cw.writeHeader(nil)
 	} else {
 		w.snap = make(http.Header, len(h))
@@ -334,7 +335,7 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 		foreachHeaderElement(v, w.declareTrailer)
 	}
 
-	te := header.Get("Transfer-Encoding")
+	te := get(header, "Transfer-Encoding")
 	hasTE := te != ""
 	if w.handlerDone && !trailers && !hasTE && bodyAllowedForStatus(w.status) && !has(header, "Content-Length") && (!isHEAD || len(p) > 0) {
 		w.contentLength = int64(len(p))
@@ -344,14 +345,14 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 	if w.req.Close {
 		w.closeAfterReply = true
 	}
-	if header.Get("Connection") == "close" || !keepAlives {
+	if get(header, "Connection") == "close" || !keepAlives {
 		w.closeAfterReply = true
 	}
 
 	code := w.status
 	if bodyAllowedForStatus(code) {
 		_, haveType := header["Content-Type"]
-		if header.Get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+		if get(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
 			contentType = http.DetectContentType(p)
 		}
 	} else {
@@ -390,14 +391,14 @@ func (cw *chunkWriter) writeHeader(p []byte) {
 	if cw.chunking {
 		del("Content-Length")
 	}
-	if w.closeAfterReply && (!keepAlives || !hasToken(header.Get("Connection"), "close")) && !isProtocolSwitch(code, header) {
+	if w.closeAfterReply && (!keepAlives || !hasToken(get(header, "Connection"), "close")) && !isProtocolSwitch(code, header) {
 		del("Connection")
 		connection = "close"
 	}
 
 	bw := w.c.bw
 	writeStatusLine(bw, code)
-	header.WriteSubset(bw, exclude)
+	writeFields(bw, header, exclude)
 	if date != nil {
 		bw.WriteString("Date: ")
 		bw.Write(date)
@@ -447,6 +448,51 @@ func isProtocolSwitch(code int, h http.Header) bool {
 }
 
 func has(h http.Header, k string) bool { _, ok := h[k]; return ok }
+
+// get is h.Get(k) for a canonical k, without canonicalising it again.
+func get(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// field is one header field of a response head: its name and values.
+type field struct {
+	k string
+	v []string
+}
+
+// writeFields writes h's fields but those in exclude as http.Header's
+// WriteSubset does — sorted by name, names that are no valid field name
+// left out, CR and LF in values turned to spaces and the values trimmed —
+// without its pooled sorter and its per-value replacer.
+func writeFields(bw *bufio.Writer, h http.Header, exclude map[string]bool) {
+	var buf [24]field
+	fs := buf[:0]
+	for k, v := range h {
+		if !exclude[k] {
+			fs = append(fs, field{k, v})
+		}
+	}
+	slices.SortFunc(fs, func(a, b field) int { return strings.Compare(a.k, b.k) })
+	for _, f := range fs {
+		if !httpguts.ValidHeaderFieldName(f.k) {
+			continue
+		}
+		for _, v := range f.v {
+			if strings.ContainsAny(v, "\r\n") {
+				v = newlineToSpace.Replace(v)
+			}
+			bw.WriteString(f.k)
+			bw.WriteString(": ")
+			bw.WriteString(textprotoTrim(v))
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
+var newlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
 
 func bodyAllowedForStatus(status int) bool {
 	switch {
