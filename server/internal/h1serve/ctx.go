@@ -9,9 +9,10 @@ import (
 
 // reqCtx is a request's context. Its cancellation — the client leaving,
 // or the handler returning — is made real only when someone asks for
-// Done: then a context.WithCancel is made beneath it and the connection
-// is watched for the client leaving. Most requests never wait on their
-// context, and then cost neither the watch nor the context.
+// Done: then a context.WithCancel is made beneath it and, once the
+// request has waited the server's watch delay, the connection is watched
+// for the client leaving. Most requests never wait on their context, and
+// then cost neither the watch nor the context.
 type reqCtx struct {
 	c     *conn
 	mu    sync.Mutex // serialises making inner
@@ -66,7 +67,7 @@ func (x *reqCtx) real() context.Context {
 	if x.ended.Load() {
 		cancel()
 	} else {
-		x.c.startWatch(cancel)
+		x.c.armWatch(cancel)
 	}
 	return ctx
 }

@@ -61,6 +61,13 @@ type Server struct {
 	Fallback *http.Server
 	// Wrap, if not nil, wraps each connection before Fallback gets it.
 	Wrap func(net.Conn) net.Conn
+	// WatchDelay is how long a request waits on its context before its
+	// connection is watched for the client leaving; zero means 50ms,
+	// negative at once. A watch is a goroutine blocked in a read of the
+	// connection, ended when the handler returns: most waits (a short
+	// queue wait, a CoDel refusal at its target) end before the delay and
+	// cost only a timer.
+	WatchDelay time.Duration
 
 	initOnce sync.Once
 	handoff  *chanListener
@@ -68,6 +75,7 @@ type Server struct {
 
 	served    atomic.Uint64 // requests this loop answered
 	handedOff atomic.Uint64 // connections given to Fallback
+	watches   atomic.Uint64 // watches started
 
 	mu       sync.Mutex
 	lns      map[net.Listener]struct{}
@@ -201,6 +209,13 @@ func (s *Server) logf(format string, args ...any) {
 	} else {
 		log.Printf(format, args...)
 	}
+}
+
+func (s *Server) watchDelay() time.Duration {
+	if s.WatchDelay == 0 {
+		return 50 * time.Millisecond
+	}
+	return s.WatchDelay
 }
 
 func (s *Server) idleTimeout() time.Duration {
@@ -363,6 +378,8 @@ type conn struct {
 	// leaves cancels it. wmu guards the fields below it.
 	pipelined  bool // the next request's bytes are buffered: no watch (as net/http)
 	wmu        sync.Mutex
+	armed      *time.Timer // starts the watch after the watch delay
+	watchGen   uint64      // counts stopWatch calls: a stale timer starts nothing
 	watching   bool
 	aborted    bool
 	watchDone  chan struct{}
@@ -581,14 +598,33 @@ func (c *conn) serveRequest(h head) bool {
 	return !c.srv.shuttingDown()
 }
 
-// startWatch starts the watch unless it runs or cannot: cancel is called
-// if the client leaves while the handler runs.
-func (c *conn) startWatch(cancel context.CancelFunc) {
+// armWatch starts the watch once the request has waited on its context
+// for the server's watch delay: cancel is called if the client leaves
+// while the handler runs.
+func (c *conn) armWatch(cancel context.CancelFunc) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.watching || c.pipelined {
+	if c.watching || c.pipelined || c.armed != nil {
 		return
 	}
+	gen := c.watchGen
+	d := c.srv.watchDelay()
+	if d <= 0 {
+		c.startWatchLocked(cancel)
+		return
+	}
+	c.armed = time.AfterFunc(d, func() {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if gen == c.watchGen && !c.watching {
+			c.startWatchLocked(cancel)
+		}
+	})
+}
+
+// startWatchLocked starts the watch; c.wmu is held.
+func (c *conn) startWatchLocked(cancel context.CancelFunc) {
+	c.srv.watches.Add(1)
 	c.watching, c.aborted = true, false
 	c.watchN, c.watchErr = 0, nil
 	c.watchDone = make(chan struct{})
@@ -610,6 +646,11 @@ func (c *conn) startWatch(cancel context.CancelFunc) {
 // stopWatch ends the watch, if one runs, and keeps what it read.
 func (c *conn) stopWatch() {
 	c.wmu.Lock()
+	c.watchGen++ // a timer that fires from now on starts nothing
+	if c.armed != nil {
+		c.armed.Stop()
+		c.armed = nil
+	}
 	if !c.watching {
 		c.wmu.Unlock()
 		return

@@ -55,7 +55,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func serveH1(t *testing.T, h http.Handler, tune func(*http.Server)) *served {
+func serveH1(t *testing.T, h http.Handler, tune func(*http.Server), opts ...func(*Server)) *served {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -67,6 +67,9 @@ func serveH1(t *testing.T, h http.Handler, tune func(*http.Server)) *served {
 		tune(fb)
 	}
 	s.srv = &Server{Fallback: fb, Wrap: func(c net.Conn) net.Conn { s.handedOff.Add(1); return c }}
+	for _, o := range opts {
+		o(s.srv)
+	}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	t.Cleanup(func() {
 		s.srv.Close()
@@ -320,9 +323,9 @@ func TestHandOff(t *testing.T) {
 }
 
 // TestClientLeavingCancelsAWait: a handler that waits on its request's
-// context sees it cancelled when the client closes the connection; one
-// that does not wait finds the context live while it runs and cancelled
-// once it has returned.
+// context sees it cancelled when the client closes the connection (once
+// the watch delay has passed, by default); one that does not wait finds
+// the context live while it runs and cancelled once it has returned.
 func TestClientLeavingCancelsAWait(t *testing.T) {
 	cancelled := make(chan error, 1)
 	var kept atomic.Pointer[context.Context]
@@ -379,7 +382,7 @@ func TestWatchKeepsThePipelinedByte(t *testing.T) {
 		}
 		io.WriteString(w, r.URL.Path)
 	})
-	s := serveH1(t, h, nil)
+	s := serveH1(t, h, nil, func(s *Server) { s.WatchDelay = -1 })
 	c, err := net.Dial("tcp", s.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -394,6 +397,36 @@ func TestWatchKeepsThePipelinedByte(t *testing.T) {
 	all, _ := io.ReadAll(c)
 	if !strings.Contains(string(all), "\r\n\r\n/wait") || !strings.HasSuffix(string(all), "\r\n\r\n/next") {
 		t.Errorf("answers:\n%s", all)
+	}
+}
+
+// TestShortWaitsStartNoWatch: requests that wait on their context for
+// less than the watch delay start no watch, and a delay timer left from
+// one request starts nothing during the next.
+func TestShortWaitsStartNoWatch(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Millisecond):
+		}
+		io.WriteString(w, r.URL.Path)
+	})
+	s := serveH1(t, h, nil, func(s *Server) { s.WatchDelay = time.Hour })
+	reqs := make([]string, 20)
+	for i := range reqs {
+		reqs[i] = fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: a\r\n\r\n", i)
+	}
+	got, open := exchange(t, s.addr, reqs...)
+	if len(got) != 20 || !open {
+		t.Fatalf("%d answers, open %v", len(got), open)
+	}
+	for i, a := range got {
+		if !strings.HasSuffix(a, fmt.Sprintf("\r\n\r\n/%d", i)) {
+			t.Errorf("answer %d: %q", i, a)
+		}
+	}
+	if n := s.srv.watches.Load(); n != 0 {
+		t.Errorf("%d watches started", n)
 	}
 }
 
