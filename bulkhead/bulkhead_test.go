@@ -310,3 +310,48 @@ func TestClassAndDisciplineNames(t *testing.T) {
 	}
 	assertDrained(t, b)
 }
+
+// deadlineCtx has a deadline its Done does not follow, as the proxy's
+// queue-wait context: the wait must end at the deadline by its own timer.
+type deadlineCtx struct {
+	*hookCtx
+	deadline time.Time
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// TestWaitEndsAtCtxDeadline: a deadline sooner than max_wait bounds the
+// wait's timer, and one later than max_wait does not lengthen it.
+func TestWaitEndsAtCtxDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration // from now
+		maxWait  time.Duration
+		ends     time.Duration // the fake time the wait ends at
+	}{
+		{"deadline first", time.Minute, time.Hour, time.Minute},
+		{"max_wait first", time.Hour, time.Minute, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := clock.NewFake(time.Unix(0, 0))
+			b := New(1, 1, tc.maxWait, fake)
+			hold, _ := b.TryAcquire()
+			h := newHookCtx()
+			close(h.proceed)
+			res := goAcquire(b, deadlineCtx{h, time.Now().Add(tc.deadline)})
+			<-h.entered
+			fake.Advance(tc.ends - time.Second)
+			select {
+			case r := <-res:
+				t.Fatalf("the wait ended early: %v", r.err)
+			case <-time.After(10 * time.Millisecond):
+			}
+			fake.Advance(time.Second)
+			if r := <-res; !errors.Is(r.err, ErrTimeout) {
+				t.Fatalf("the wait ended with %v, want ErrTimeout", r.err)
+			}
+			hold.Release()
+			assertDrained(t, b)
+		})
+	}
+}

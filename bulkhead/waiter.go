@@ -130,13 +130,22 @@ func (b *Bulkhead) decideLocked(w *waiter, state waitState) {
 
 // wait blocks the queued waiter w until it is granted a slot, failed by
 // Close or a CoDel drop, passed over, its ctx is done or its wait bound
-// passes, then settles the outcome. The timer is armed only here, once
+// (max_wait, or ctx's deadline if sooner) passes, then settles the outcome. The timer is armed only here, once
 // queuing is certain.
 func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 	var expired <-chan time.Time
 	var stop func() bool
-	if w.maxWait > 0 {
-		t := b.clk.NewTimer(w.maxWait)
+	bound := w.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		// The timer also ends the wait at ctx's deadline, so a ctx whose
+		// Done does not follow its deadline (the proxy's queue-wait
+		// context, which spares itself a timer of its own) is bounded too.
+		if left := max(time.Until(dl), time.Nanosecond); bound <= 0 || left < bound {
+			bound = left
+		}
+	}
+	if bound > 0 {
+		t := b.clk.NewTimer(bound)
 		expired, stop = t.C(), t.Stop
 	}
 	done := ctx.Done()

@@ -79,3 +79,20 @@ func (c *routeCtx) Value(key any) any {
 	}
 	return c.client.Value(key)
 }
+
+// waitCtx is the context a queue wait is given: the route's deadline, as
+// Deadline and Err report it, with the client's cancellation as Done. The
+// bulkhead ends a wait at its context's deadline with the timer it arms
+// for max_wait anyway, so a wait needs no deadline context of its own:
+// making one (routeCtx.real) costs a timer, a context and its
+// registration with the client's, for every request that queues — a
+// share of each CoDel refusal's CPU. Nothing may derive a context from
+// it: a child would follow the client's cancellation, not the deadline.
+type waitCtx struct{ *routeCtx }
+
+func (c waitCtx) Done() <-chan struct{} {
+	if c.ctx != nil {
+		return c.ctx.Done()
+	}
+	return c.client.Done()
+}

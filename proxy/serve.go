@@ -127,7 +127,7 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		writeReject(w, rt, admission.NoHealthyUpstream, retryAfter)
 		return
 	}
-	d := rt.adm.AdmitAt(ctx, r, st.start)
+	d := rt.adm.AdmitAt(waitCtx{&st.rctx}, r, st.start)
 	st.reason, st.queueWait = d.Reason, d.QueueWait
 	if d.Bulkheaded {
 		rt.qwaitHist.Observe(d.QueueWait.Seconds())
