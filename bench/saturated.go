@@ -357,7 +357,17 @@ func saturatedSection(r *saturatedResult, s settings, when string) string {
 		}
 	}
 	p("\nThe %g× rows are the calibration runs. \"Generator late by\" is how far the generator fell behind its\n", saturatedCalibration)
-	p("schedule at worst: where it is large the machine, not the proxy alone, is saturated, and every\nlatency includes that lag (it is measured from the scheduled send time).\n\n")
+	p("schedule at worst: where it is large the machine, not the proxy alone, is saturated, and every\nlatency includes that lag (it is measured from the scheduled send time).")
+	var behind []string
+	for _, row := range r.Rows {
+		if row.Err == "" && row.Res.Late > time.Second {
+			behind = append(behind, fmt.Sprintf("%g× %s", row.Factor, row.Proxy))
+		}
+	}
+	if len(behind) > 0 {
+		p(" Where it passes a second (%s) the\ngenerator itself could not keep up: requests left over a second late, and that lateness is in\nthe row's latencies and losses (a request counts as lost after %s). The capped 30× row is there\nfor the memory check only.", strings.Join(behind, "; "), s.LoadTimeout)
+	}
+	p("\n\n")
 	if cs := r.checks(); len(cs) > 0 {
 		p("| target | this run | |\n|---|---|---|\n")
 		for _, c := range cs {
