@@ -98,42 +98,30 @@ func (w *response) WriteHeader(code int) {
 	}
 }
 
-func (w *response) Write(p []byte) (int, error) {
-	if w.hijacked {
-		return 0, http.ErrHijacked
-	}
-	if !w.wroteHeader {
-		w.WriteHeader(http.StatusOK)
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if !bodyAllowedForStatus(w.status) {
-		return 0, http.ErrBodyNotAllowed
-	}
-	w.written += int64(len(p))
-	if w.contentLength != -1 && w.written > w.contentLength {
-		return 0, http.ErrContentLength
-	}
-	return w.w.Write(p)
-}
+func (w *response) Write(p []byte) (int, error) { return w.write(len(p), p, "") }
 
-func (w *response) WriteString(s string) (int, error) {
+func (w *response) WriteString(s string) (int, error) { return w.write(len(s), nil, s) }
+
+// write writes p, or s when p is nil, as net/http's response.write.
+func (w *response) write(n int, p []byte, s string) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
-	if len(s) == 0 {
+	if n == 0 {
 		return 0, nil
 	}
 	if !bodyAllowedForStatus(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
-	w.written += int64(len(s))
+	w.written += int64(n)
 	if w.contentLength != -1 && w.written > w.contentLength {
 		return 0, http.ErrContentLength
+	}
+	if p != nil {
+		return w.w.Write(p)
 	}
 	return w.w.WriteString(s)
 }

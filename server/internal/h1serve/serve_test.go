@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,25 +33,8 @@ type served struct {
 	srv       *Server
 	addr      string
 	handedOff atomic.Int32
-	logs      *lockedBuffer
+	logs      *testutil.SyncBuffer
 	done      chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func serveH1(t *testing.T, h http.Handler, tune func(*http.Server), opts ...func(*Server)) *served {
@@ -61,7 +43,7 @@ func serveH1(t *testing.T, h http.Handler, tune func(*http.Server), opts ...func
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &served{addr: ln.Addr().String(), logs: &lockedBuffer{}, done: make(chan error, 1)}
+	s := &served{addr: ln.Addr().String(), logs: &testutil.SyncBuffer{}, done: make(chan error, 1)}
 	fb := &http.Server{Handler: h, ErrorLog: log.New(s.logs, "", 0)}
 	if tune != nil {
 		tune(fb)
