@@ -144,4 +144,19 @@ routes:
 	if n := s.h1.HandedOff() - handedOff; n != 7 {
 		t.Errorf("the loop handed off %d connections, want 7", n)
 	}
+	// The same counts on /metrics.
+	res, err := http.Get("http://" + s.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf("sluice_http1_loop_requests_total %d\n", s.h1.Served()),
+		fmt.Sprintf("sluice_http1_handoffs_total %d\n", s.h1.HandedOff()),
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

@@ -149,7 +149,17 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		Name: "sluice_http_framing_rejected_total",
 		Help: "HTTP/1 requests refused with 400 for carrying both Content-Length and Transfer-Encoding.",
 	}, func() float64 { return float64(s.guard.Rejected()) })
-	reg.MustRegister(p.Collector(), s.reloads, framingRefused,
+	// The plain listener's own HTTP/1.1 loop: what it served, and what it
+	// handed to net/http (s.h1 is set below, before anything is served).
+	loopServed := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_http1_loop_requests_total",
+		Help: "Requests on the plain listener answered by sluice's own HTTP/1.1 loop.",
+	}, func() float64 { return float64(s.h1.Served()) })
+	loopHandedOff := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sluice_http1_handoffs_total",
+		Help: "Connections on the plain listener handed to Go's net/http server, at the first request the own loop does not serve (a body, HTTP/1.0, an upgrade, a malformed or oversized head).",
+	}, func() float64 { return float64(s.h1.HandedOff()) })
+	reg.MustRegister(p.Collector(), s.reloads, framingRefused, loopServed, loopHandedOff,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.admin = admin.New(admin.Options{
 		Ready:   s.Ready,
