@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzForwarded$$' -fuzztime $(FUZZTIME) ./proxy/internal/direct
 	$(GO) test -run '^$$' -fuzz '^FuzzDirectHead$$' -fuzztime $(FUZZTIME) ./proxy
 	$(GO) test -run '^$$' -fuzz '^FuzzParseHead$$' -fuzztime $(FUZZTIME) ./server/internal/h1serve
+	$(GO) test -run '^$$' -fuzz '^FuzzReadResponseHead$$' -fuzztime $(FUZZTIME) ./proxy/internal/h1
 
 # Needs the Go vulnerability database (vuln.go.dev), which this project's
 # build machines cannot reach; run it where they can.
