@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"sluice/internal/httpsyntax"
 	"sluice/proxy/internal/h1"
 )
 
@@ -57,7 +58,7 @@ func (x *Request) WriteHead(w *bufio.Writer) error {
 	if host == "" {
 		host = x.Target.Host
 	}
-	if !h1.ValidToken(r.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
+	if !httpsyntax.Token(r.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
 		return fmt.Errorf("direct: invalid request line %q %q host %q", r.Method, uri, host)
 	}
 	conn := r.Header["Connection"]
@@ -350,7 +351,7 @@ func AppendForwarded(b []byte, in *http.Request) []byte {
 // holds characters a token may not (such as the ':' of host:port).
 func appendForwardedValue(b []byte, v string) []byte {
 	for i := 0; i < len(v); i++ {
-		if !isTokenChar(v[i]) {
+		if !httpsyntax.TokenByte(v[i]) {
 			b = append(b, '"')
 			for j := 0; j < len(v); j++ {
 				if v[j] == '"' || v[j] == '\\' {
@@ -362,15 +363,6 @@ func appendForwardedValue(b []byte, v string) []byte {
 		}
 	}
 	return append(b, v...)
-}
-
-// isTokenChar reports whether c is an RFC 9110 tchar.
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // StripPrefix removes prefix from u's path, leaving at least "/".

@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"sluice/internal/httpsyntax"
 )
 
 func TestForwardedIPv6(t *testing.T) {
@@ -50,7 +52,7 @@ func parseForwardedElement(s string) (map[string]string, bool) {
 	pairs := map[string]string{}
 	for len(s) > 0 {
 		i := 0
-		for i < len(s) && isTokenChar(s[i]) {
+		for i < len(s) && httpsyntax.TokenByte(s[i]) {
 			i++
 		}
 		if i == 0 || i == len(s) || s[i] != '=' {
@@ -74,7 +76,7 @@ func parseForwardedElement(s string) (map[string]string, bool) {
 			val, s = b.String(), s[j+1:]
 		} else {
 			j := 0
-			for j < len(s) && isTokenChar(s[j]) {
+			for j < len(s) && httpsyntax.TokenByte(s[j]) {
 				j++
 			}
 			if j == 0 {

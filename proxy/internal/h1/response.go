@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+
+	"sluice/internal/httpsyntax"
 )
 
 // response is a response head read by readCommonResponse together with
@@ -80,7 +82,7 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 	code := int(d0-'0')*100 + int(d1-'0')*10 + int(d2-'0')
 	i := 12
 	if head[i] == ' ' {
-		for i++; valueByte[head[i]]; i++ {
+		for i++; httpsyntax.ValueByte(head[i]); i++ {
 		}
 	}
 	statusEnd := i
@@ -98,7 +100,7 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 			return nil
 		}
 		k0 := i
-		for tokenByte[head[i]] {
+		for httpsyntax.TokenByte(head[i]) {
 			i++
 		}
 		if i == k0 || head[i] != ':' {
@@ -108,7 +110,7 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 		for i++; head[i] == ' ' || head[i] == '\t'; i++ {
 		}
 		v0 := i
-		for valueByte[head[i]] {
+		for httpsyntax.ValueByte(head[i]) {
 			i++
 		}
 		v1 := i
@@ -122,23 +124,23 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 		l := headLine{k0: int32(k0), k1: int32(k1), v0: int32(v0), v1: int32(v1)}
 		k, v := head[k0:k1], head[v0:v1]
 		switch {
-		case equalFold(k, "content-length"):
+		case httpsyntax.EqualFold(k, "content-length"):
 			if length >= 0 {
 				return nil // repeated: http.ReadResponse's to judge
 			}
 			if length = parseLength(v); length < 0 {
 				return nil
 			}
-		case equalFold(k, "transfer-encoding"):
+		case httpsyntax.EqualFold(k, "transfer-encoding"):
 			return nil
-		case equalFold(k, "connection"):
+		case httpsyntax.EqualFold(k, "connection"):
 			l.conn = true
-			closing = closing || containsToken(v, "close")
-		case equalFold(k, "pragma"):
+			closing = closing || httpsyntax.HasElement(v, "close")
+		case httpsyntax.EqualFold(k, "pragma"):
 			if !pragmaSeen {
 				pragmaSeen, noCache = true, string(v) == "no-cache"
 			}
-		case equalFold(k, "cache-control"):
+		case httpsyntax.EqualFold(k, "cache-control"):
 			cacheControl = true
 		}
 		lines[n] = l
@@ -246,48 +248,3 @@ func parseLength(v []byte) int64 {
 	}
 	return n
 }
-
-// equalFold reports whether the token b is lower, ignoring ASCII case.
-func equalFold(b []byte, lower string) bool {
-	if len(b) != len(lower) {
-		return false
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// containsToken reports whether the comma-separated value v has token
-// (lower case) as one of its elements, ignoring ASCII case and optional
-// whitespace, as net/http looks for "close" in Connection.
-func containsToken(v []byte, token string) bool {
-	for len(v) > 0 {
-		e := v
-		if c := bytes.IndexByte(v, ','); c >= 0 {
-			e, v = v[:c], v[c+1:]
-		} else {
-			v = nil
-		}
-		if equalFold(bytes.Trim(e, " \t"), token) {
-			return true
-		}
-	}
-	return false
-}
-
-// tokenByte and valueByte say which bytes may make a field name (an RFC
-// 9110 token) and a field value here (visible ASCII, space and tab; not
-// obs-text, which is left to http.ReadResponse).
-var tokenByte, valueByte = func() (token, value [256]bool) {
-	for c := 0; c < 256; c++ {
-		value[c] = c == '\t' || ' ' <= c && c < 0x7f
-		token[c] = '!' <= c && c < 0x7f && !bytes.ContainsRune([]byte(`()<>@,;:\"/[]?={}`), rune(c))
-	}
-	return
-}()

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"sluice/internal/httpsyntax"
 )
 
 // Transport forwards the common request — HTTP/1.1 to a plain http://
@@ -476,7 +478,7 @@ func WriteRequestHead(w *bufio.Writer, req *http.Request) error {
 		host = req.URL.Host
 	}
 	uri := req.URL.RequestURI()
-	if !ValidToken(req.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
+	if !httpsyntax.Token(req.Method) || strings.ContainsAny(uri, " \r\n") || strings.ContainsAny(host, " \r\n") {
 		return fmt.Errorf("h1: invalid request line %q %q host %q", req.Method, uri, host)
 	}
 	w.WriteString(req.Method)
@@ -512,21 +514,6 @@ func WriteHeaderLine(w *bufio.Writer, k, v string) {
 	w.WriteString(": ")
 	WriteHeaderValue(w, v)
 	w.WriteString("\r\n")
-}
-
-// ValidToken reports whether s is a non-empty RFC 9110 token, as a method
-// must be.
-func ValidToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // body is a response body that gives its connection back to the pool

@@ -5,6 +5,11 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"sluice/internal/httpsyntax"
 )
 
 // maxHeaderLines bounds the header lines of a request this package parses;
@@ -45,13 +50,13 @@ func parseHead(b []byte, u *url.URL) (h head, n int, ok bool) {
 
 	// The request line: METHOD SP origin-form SP HTTP/1.1.
 	line, rest, _ := cut(s)
-	sp := indexByte(line, ' ')
+	sp := strings.IndexByte(line, ' ')
 	if sp < 0 || !plainMethod(line[:sp]) {
 		return h, 0, false
 	}
 	h.method = line[:sp]
 	line = line[sp+1:]
-	sp = indexByte(line, ' ')
+	sp = strings.IndexByte(line, ' ')
 	if sp < 1 || line[sp+1:] != "HTTP/1.1" || !plainTarget(line[:sp]) {
 		return h, 0, false
 	}
@@ -72,10 +77,10 @@ func parseHead(b []byte, u *url.URL) (h head, n int, ok bool) {
 	// net/textproto's do.
 	lines := 0 // header lines but Host's, which stays out of the map
 	for r := rest; r != ""; {
-		if len(r) < 5 || !equalFold(r[:5], "host:") {
+		if len(r) < 5 || !httpsyntax.EqualFold(r[:5], "host:") {
 			lines++
 		}
-		i := indexByte(r, '\n')
+		i := strings.IndexByte(r, '\n')
 		r = r[i+1:]
 	}
 	if lines > maxHeaderLines {
@@ -86,15 +91,15 @@ func parseHead(b []byte, u *url.URL) (h head, n int, ok bool) {
 	hosts := 0
 	for rest != "" {
 		line, rest, _ = cut(rest)
-		colon := indexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon < 1 {
 			return h, 0, false
 		}
-		key, value := line[:colon], trimOWS(line[colon+1:])
-		if !plainName(key) || !plainValue(value) {
+		key, value := line[:colon], httpsyntax.TrimOWS(line[colon+1:])
+		if !httpsyntax.Token(key) || !httpsyntax.Value(value) {
 			return h, 0, false
 		}
-		key = canonicalKey(key)
+		key = textproto.CanonicalMIMEHeaderKey(key) // no copy when canonical already
 		switch key {
 		case "Host":
 			hosts++
@@ -119,14 +124,7 @@ func parseHead(b []byte, u *url.URL) (h head, n int, ok bool) {
 	if hosts != 1 || !plainHost(h.host) {
 		return h, 0, false
 	}
-	if c, has := h.header["Connection"]; has {
-		for _, v := range c {
-			if hasToken(v, "close") {
-				h.close = true
-				break
-			}
-		}
-	}
+	h.close = httpguts.HeaderValuesContainsToken(h.header["Connection"], "close")
 	return h, n, true
 }
 
@@ -154,20 +152,11 @@ func lineEndsWellUntil(b []byte) bool {
 // cut splits s at its first CRLF; a line with a bare CR or LF in it is
 // not found by the callers' token checks, so it need not be split out.
 func cut(s string) (line, rest string, found bool) {
-	i := indexByte(s, '\n')
+	i := strings.IndexByte(s, '\n')
 	if i < 1 || s[i-1] != '\r' {
 		return s, "", false
 	}
 	return s[:i-1], s[i+1:], true
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // simpleURL sets u to what url.ParseRequestURI makes of target when its
@@ -176,7 +165,7 @@ func indexByte(s string, c byte) int {
 // untouched, for any other target.
 func simpleURL(u *url.URL, target string) bool {
 	path, query, hasQuery := target, "", false
-	if i := indexByte(target, '?'); i >= 0 {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
 		path, query, hasQuery = target[:i], target[i+1:], true
 	}
 	for i := 0; i < len(path); i++ {
@@ -214,38 +203,6 @@ func plainTarget(t string) bool {
 	return true
 }
 
-// plainName: a header name of token characters (RFC 9110 §5.6.2).
-func plainName(k string) bool {
-	for i := 0; i < len(k); i++ {
-		if !isToken(k[i]) {
-			return false
-		}
-	}
-	return k != ""
-}
-
-func isToken(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
-}
-
-// plainValue: visible ASCII, spaces and tabs (no obs-text, no controls).
-func plainValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // plainHost: a reg-name or IPv4 host with an optional port, or a bracketed
 // IPv6 literal; nothing net/http's host check could refuse.
 func plainHost(h string) bool {
@@ -258,58 +215,6 @@ func plainHost(h string) bool {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']':
 		default:
-			return false
-		}
-	}
-	return true
-}
-
-// trimOWS removes the optional whitespace around a header value.
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-// canonicalKey is textproto.CanonicalMIMEHeaderKey without the copy when
-// k is canonical already (most clients send canonical names).
-func canonicalKey(k string) string {
-	upper := true
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
-			return textproto.CanonicalMIMEHeaderKey(k)
-		}
-		upper = c == '-'
-	}
-	return k
-}
-
-// hasToken reports whether the comma-separated list v holds token,
-// case-insensitively.
-func hasToken(v, token string) bool {
-	for v != "" {
-		var f string
-		if i := indexByte(v, ','); i >= 0 {
-			f, v = v[:i], v[i+1:]
-		} else {
-			f, v = v, ""
-		}
-		if f = trimOWS(f); len(f) == len(token) && equalFold(f, token) {
-			return true
-		}
-	}
-	return false
-}
-
-func equalFold(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
 			return false
 		}
 	}

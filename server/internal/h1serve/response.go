@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/textproto"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"sluice/internal/httpsyntax"
 )
 
 // bufferBeforeChunking is how much body a response holds before it sends
@@ -432,8 +435,30 @@ func httpDate(now time.Time) []byte {
 var extraHeaderKeys = [...]string{"Content-Type", "Connection", "Transfer-Encoding"}
 
 func isProtocolSwitch(code int, h http.Header) bool {
-	return code == http.StatusSwitchingProtocols && len(h["Upgrade"]) > 0 && hasToken(h.Get("Connection"), "upgrade")
+	return code == http.StatusSwitchingProtocols && get(h, "Upgrade") != "" && httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade")
 }
+
+// hasToken is net/http's test for a token in a response's Connection
+// value: token, ASCII case-insensitive, between spaces, tabs or commas.
+func hasToken(v, token string) bool {
+	if len(token) > len(v) || token == "" {
+		return false
+	}
+	for sp := 0; sp <= len(v)-len(token); sp++ {
+		if sp > 0 && !isTokenBoundary(v[sp-1]) {
+			continue
+		}
+		if end := sp + len(token); end != len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		if httpsyntax.EqualFold(v[sp:sp+len(token)], token) { // token is lower case
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 func has(h http.Header, k string) bool { _, ok := h[k]; return ok }
 
@@ -474,7 +499,7 @@ func writeFields(bw *bufio.Writer, h http.Header, exclude map[string]bool) {
 			}
 			bw.WriteString(f.k)
 			bw.WriteString(": ")
-			bw.WriteString(textprotoTrim(v))
+			bw.WriteString(textproto.TrimString(v))
 			bw.WriteString("\r\n")
 		}
 	}
@@ -503,7 +528,7 @@ func writeStatusLine(bw *bufio.Writer, code int) {
 }
 
 func foreachHeaderElement(v string, fn func(string)) {
-	v = textprotoTrim(v)
+	v = textproto.TrimString(v)
 	if v == "" {
 		return
 	}
@@ -512,21 +537,8 @@ func foreachHeaderElement(v string, fn func(string)) {
 		return
 	}
 	for f := range strings.SplitSeq(v, ",") {
-		if f = textprotoTrim(f); f != "" {
+		if f = textproto.TrimString(f); f != "" {
 			fn(f)
 		}
 	}
 }
-
-// textprotoTrim is textproto.TrimString: ASCII space, tab, CR and LF.
-func textprotoTrim(s string) string {
-	for len(s) > 0 && isASCIISpace(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isASCIISpace(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	return s
-}
-
-func isASCIISpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
