@@ -60,10 +60,13 @@ server: {listen: "127.0.0.1:0", access_log: false}
 admin: {listen: "127.0.0.1:0"}
 upstreams:
   - {name: u, targets: [%q]}
+  - {name: dead, targets: [%q], breaker: {consecutive_failures: 1000}}
 routes:
   - {name: api, match: {path_prefix: /api}, strip_prefix: true, upstream: u, bulkhead: {max_concurrent: 10}}
+  - {name: abort, match: {path_prefix: /abort}, upstream: u, fault: {abort: {status: 503, percent: 100}}}
+  - {name: dead, match: {path_prefix: /dead}, upstream: dead}
   - {name: rest, match: {path_prefix: /}, upstream: u}
-`, up.URL))
+`, up.URL, "http://"+closedAddr(t)))
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,6 +87,9 @@ routes:
 		head("HEAD", "/api/x", "accept: */*\nX-Mixed-case: v"),
 		head("GET", "/api/stream", "Connection: close"),
 		head("GET", "/api/../etc?q=%41&utm_source=x", "X-Empty:\nX-Tab: \ta b\t"),
+		head("GET", "/abort/x", ""), // a refusal: problem+json, Retry-After, Sluice-Fault
+		head("HEAD", "/abort/x", ""),
+		head("GET", "/dead/x", ""), // 502: the upstream refuses the connection
 		"POST /api/p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
 		"GET /old HTTP/1.0\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -135,11 +141,11 @@ routes:
 			t.Errorf("%q: the upstream saw\n own loop: %q\n net/http: %q", req, gotUp, wantUp)
 		}
 	}
-	// Of the first eight, six are the loop's, each sent twice but the one
-	// with Connection: close; the POST, the Upgrade and the last five are
-	// net/http's.
-	if n := s.h1.Served() - served; n != 11 {
-		t.Errorf("the loop served %d requests, want 11", n)
+	// Of the first eleven, nine are the loop's, each sent twice but the
+	// one with Connection: close; the POST, the Upgrade and the last five
+	// are net/http's.
+	if n := s.h1.Served() - served; n != 17 {
+		t.Errorf("the loop served %d requests, want 17", n)
 	}
 	if n := s.h1.HandedOff() - handedOff; n != 7 {
 		t.Errorf("the loop handed off %d connections, want 7", n)
@@ -159,4 +165,16 @@ routes:
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -206,6 +206,12 @@ func TestResponsesMatchNetHTTP(t *testing.T) {
 			w.Header()["bad name"] = []string{"v"}
 			io.WriteString(w, "k")
 		},
+		"several": func(w http.ResponseWriter, r *http.Request) {
+			for _, k := range []string{"X-D", "Cache-Control", "X-B", "Vary", "X-A", "Etag", "X-C"} {
+				w.Header().Set(k, "v")
+			}
+			io.WriteString(w, "p")
+		},
 		"multi": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add("Set-Cookie", "a=1")
 			w.Header().Add("Set-Cookie", "b=2")
