@@ -42,6 +42,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -125,7 +126,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+			if errors.As(err, &ne) && ne.Timeout() || retryAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.logf("http: Accept error: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
@@ -142,9 +143,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// errTemporary marks accept errors worth retrying (EMFILE and its kin
-// report Temporary through the deprecated method only).
-var errTemporary = errors.New("temporary")
+// retryAccept reports whether an accept error passes: out of file
+// descriptors or buffers (what net/http retries through the deprecated
+// Temporary). Connections closing free descriptors again.
+func retryAccept(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
 
 // Shutdown stops accepting, closes idle connections, and waits until the
 // active ones have finished their requests (they close after their

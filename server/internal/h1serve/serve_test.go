@@ -10,9 +10,11 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -584,5 +586,56 @@ func BenchmarkServe(b *testing.B) {
 				io.Copy(io.Discard, res.Body)
 			}
 		})
+	}
+}
+
+// failingListener returns err from Accept until stopped, then closes.
+type failingListener struct {
+	net.Listener
+	err   error
+	calls atomic.Int32
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	if l.calls.Add(1) <= 2 {
+		return nil, l.err
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptRetriesRunningOutOfDescriptors: Serve waits out EMFILE and
+// serves on, and returns any other accept error.
+func TestAcceptRetriesRunningOutOfDescriptors(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		serve bool
+	}{
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept", syscall.EMFILE)}, true},
+		{errors.New("listener broken"), false},
+	} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &failingListener{Listener: ln, err: tc.err}
+		srv := &Server{Fallback: &http.Server{ErrorLog: log.New(io.Discard, "", 0), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(fl) }()
+		if tc.serve {
+			got, _ := exchange(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+			if len(got) != 1 || !strings.HasSuffix(got[0], "ok") {
+				t.Errorf("after %v: %q", tc.err, got)
+			}
+			srv.Close()
+			if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		} else {
+			if err := <-done; err != tc.err {
+				t.Errorf("Serve returned %v, want %v", err, tc.err)
+			}
+			srv.Close()
+			ln.Close()
+		}
 	}
 }
