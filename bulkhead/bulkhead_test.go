@@ -312,7 +312,8 @@ func TestClassAndDisciplineNames(t *testing.T) {
 }
 
 // deadlineCtx has a deadline its Done does not follow, as the proxy's
-// queue-wait context: the wait must end at the deadline by its own timer.
+// queue-wait context: the wait must end at the deadline, on the
+// bulkhead's clock, by its own timer.
 type deadlineCtx struct {
 	*hookCtx
 	deadline time.Time
@@ -338,7 +339,7 @@ func TestWaitEndsAtCtxDeadline(t *testing.T) {
 			hold, _ := b.TryAcquire()
 			h := newHookCtx()
 			close(h.proceed)
-			res := goAcquire(b, deadlineCtx{h, time.Now().Add(tc.deadline)})
+			res := goAcquire(b, deadlineCtx{h, fake.Now().Add(tc.deadline)})
 			<-h.entered
 			fake.Advance(tc.ends - time.Second)
 			select {

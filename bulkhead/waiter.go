@@ -137,10 +137,11 @@ func (b *Bulkhead) wait(ctx context.Context, w *waiter) (Permit, error) {
 	var stop func() bool
 	bound := w.maxWait
 	if dl, ok := ctx.Deadline(); ok {
-		// The timer also ends the wait at ctx's deadline, so a ctx whose
-		// Done does not follow its deadline (the proxy's queue-wait
-		// context, which spares itself a timer of its own) is bounded too.
-		if left := max(time.Until(dl), time.Nanosecond); bound <= 0 || left < bound {
+		// The timer also ends the wait at ctx's deadline, read on the
+		// bulkhead's clock, so a ctx whose Done does not follow its
+		// deadline (the proxy's queue-wait context, which spares itself a
+		// timer of its own) is bounded too.
+		if left := max(dl.Sub(b.clk.Now()), time.Nanosecond); bound <= 0 || left < bound {
 			bound = left
 		}
 	}

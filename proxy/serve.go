@@ -127,7 +127,14 @@ func (p *Proxy) serveRoute(st *reqState, r *http.Request, rt *Route) {
 		writeReject(w, rt, admission.NoHealthyUpstream, retryAfter)
 		return
 	}
-	d := rt.adm.AdmitAt(waitCtx{&st.rctx}, r, st.start)
+	// On the wall clock the bulkhead's timer, read on the same clock as
+	// the route deadline, ends a wait at the deadline, so the wait can do
+	// without a deadline context (waitCtx); on an injected clock it cannot.
+	wctx := ctx
+	if p.wall {
+		wctx = waitCtx{&st.rctx}
+	}
+	d := rt.adm.AdmitAt(wctx, r, st.start)
 	st.reason, st.queueWait = d.Reason, d.QueueWait
 	if d.Bulkheaded {
 		rt.qwaitHist.Observe(d.QueueWait.Seconds())
