@@ -78,7 +78,7 @@ type Server struct {
 	handedOff atomic.Uint64 // connections given to Fallback
 	watches   atomic.Uint64 // watches started
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards lns and conns
 	lns      map[net.Listener]struct{}
 	conns    map[*conn]struct{}
 	shutdown atomic.Bool
