@@ -21,7 +21,9 @@ var (
 	ErrFull = errors.New("bulkhead: queue full")
 	// ErrTimeout: the caller waited its bound in the queue without a slot
 	// (max_wait, or the CoDel target under overload), or CoDel refused it
-	// because its wait had exceeded the target while overloaded.
+	// while overloaded: because its wait had exceeded the target, or, as
+	// it arrived, because the queue ahead of it would not drain within the
+	// target.
 	ErrTimeout = errors.New("bulkhead: queue wait timed out")
 	// ErrClosed: Close was called (shutdown). Queued waiters fail with it,
 	// and so does every later Acquire that would have had to wait.
@@ -107,6 +109,13 @@ type Bulkhead struct {
 	firstAbove time.Time
 	overloaded bool
 	lastDrop   time.Time
+	// The drain estimate (drainLocked). drainFrom opens the window being
+	// measured (zero: none), drained counts the releases in it, and
+	// withinTarget is how many slots the releases free within target, as
+	// last measured (0: not yet).
+	drainFrom    time.Time
+	drained      int
+	withinTarget int
 
 	// Lock-free mirrors of limit, inflight, depth and each class's depth,
 	// stored under mu after every change, for gauges and the backpressure
@@ -132,6 +141,10 @@ type Bulkhead struct {
 	// whether it handed the slot to a waiter, so that tests can check that
 	// a freed slot never goes idle while anyone waits.
 	testingOnRelease func(queued int, granted bool)
+	// testingWithinTarget, if > 0 (tests only, before first use), pins the
+	// drain estimate withinTarget at that value, for scenarios about the
+	// other rules of an overloaded queue.
+	testingWithinTarget int
 }
 
 // New returns a bulkhead with maxConcurrent slots (at least 1) and a FIFO
@@ -265,6 +278,9 @@ func (b *Bulkhead) AcquireClass(ctx context.Context, c Class) (Permit, error) {
 	var err error
 	if b.depth >= b.shedDepth[c] {
 		err = ErrFull
+	} else if b.predictedLateLocked(c) {
+		err = ErrTimeout
+		b.lastDrop = now // a refusal: the overload goes on
 	} else {
 		// Err, not Done: Done would allocate a channel on a fresh
 		// cancelCtx. Err is an atomic load and never calls back into us.
@@ -393,6 +409,7 @@ func (b *Bulkhead) releaseLocked(s *permitState) {
 	if b.inflight <= b.limit {
 		w = b.nextLocked()
 	}
+	b.drained++
 	if w != nil {
 		b.grantLocked(w)
 	} else {

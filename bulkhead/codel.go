@@ -19,8 +19,9 @@ const (
 	// waiter was dropped or timed out, newest first (a stale waiter too if
 	// nobody fresher waits: a freed slot never idles while anyone is
 	// queued), waiters older than CoDelTarget refused at every grant,
-	// arrival and timeout, and new waits bounded by CoDelTarget. The state
-	// machine is in the package documentation.
+	// arrival and timeout, new waits bounded by CoDelTarget, and a request
+	// that the measured drain would not serve within CoDelTarget refused
+	// as it arrives. The state machine is in the package documentation.
 	CoDel
 )
 
@@ -189,6 +190,7 @@ func (b *Bulkhead) standingSinceLocked() time.Time {
 // Overloaded, nextLocked serves by lifoNextLocked and then refuses the
 // stale waiters left (refuseStaleLocked).
 func (b *Bulkhead) controlLocked(now time.Time) {
+	b.drainLocked(now)
 	b.lapseLocked(now)
 	if b.overloaded || b.depth == 0 {
 		return
@@ -244,6 +246,7 @@ func (b *Bulkhead) timedOutLocked() {
 // And a stale waiter refused here no longer counts against ShedAt, so it
 // cannot get a fresh arrival refused with ErrFull in its place.
 func (b *Bulkhead) arriveLocked(now time.Time) {
+	b.drainLocked(now)
 	b.lapseLocked(now)
 	if b.overloaded {
 		b.refuseStaleLocked(now)
@@ -259,4 +262,49 @@ func (b *Bulkhead) queueWaitLocked() time.Duration {
 		return b.maxWait
 	}
 	return b.target
+}
+
+// drainLocked keeps, at now, the drain estimate: how many slots the
+// releases free within target, from the departure rate RFC 8033 (PIE)
+// predicts queuing delay from. A window opens at the first controller
+// event and closes at the first one at least interval/2 later, which
+// turns the releases counted in it into withinTarget = max(1,
+// floor(releases × target / window)). Every release counts, whether it
+// handed its slot to a waiter or back to the pool: a slot that goes back
+// is taken by the next arrival, so under overload the releases' rate is
+// the upstream's throughput whatever the queue's length, and an estimate
+// that came out too low (the upstream got faster) is corrected by the next
+// window even though a queue kept that short sometimes empties. It runs
+// at every enqueue and hand-off, before they act on the mode, so an
+// overload begins with the rate of the standing interval that led to it.
+// Costs one comparison; the clock was read anyway.
+func (b *Bulkhead) drainLocked(now time.Time) {
+	if b.testingWithinTarget > 0 {
+		b.withinTarget = b.testingWithinTarget
+		return
+	}
+	if b.drainFrom.IsZero() {
+		b.drainFrom, b.drained = now, 0
+		return
+	}
+	if window := now.Sub(b.drainFrom); window >= b.interval/2 {
+		b.withinTarget = max(1, int(int64(b.drained)*int64(b.target)/int64(window)))
+		b.drainFrom, b.drained = now, 0
+	}
+}
+
+// predictedLateLocked reports whether a class c request about to queue
+// while overloaded would, by the drain estimate, still be waiting at
+// target: as many waiters of its class and higher as the releases of a
+// target's time serve are queued already. Such a request is refused at
+// once rather than at target (rule 5 of the package documentation).
+func (b *Bulkhead) predictedLateLocked(c Class) bool {
+	if !b.overloaded || b.withinTarget == 0 {
+		return false
+	}
+	ahead := 0
+	for k := Class(0); k <= c; k++ {
+		ahead += b.queues[k].n
+	}
+	return ahead >= b.withinTarget
 }

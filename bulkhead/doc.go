@@ -86,8 +86,8 @@
 // with classes it keeps fresh critical waiters served first from hiding a
 // standing queue behind them). "Above" means strictly more than target;
 // a waiter is stale when its sojourn is above target. A refusal is a
-// waiter refused for being stale or timed out while overloaded; a cancel
-// is not one.
+// waiter refused for being stale or timed out while overloaded, or an
+// arrival refused by rule 5 below; a cancel is not one.
 //
 //	              grant sees sojourn <= target, or a slot finds nobody queued
 //	       +-------------------------------------------------------+
@@ -105,7 +105,9 @@
 //	       +- an interval without a refusal -----|  lastDrop = now       |  | lastDrop = now
 //	          (or Close)                         |  serve newest, refuse |<-+
 //	                                             |  stale, new waits     |
-//	                                             |  <= target            |
+//	                                             |  <= target, refuse    |
+//	                                             |  arrivals predicted   |
+//	                                             |  late                 |
 //	                                             +-----------------------+
 //
 // While not overloaded, grants are FIFO and each waiter waits at most
@@ -134,7 +136,22 @@
 //     moment, and under overload requests arrive faster than slots free.
 //     (With no event at all, it waits for the next one, or is served by
 //     rule 1 if that is a grant.) And a stale waiter never counts against
-//     ShedAt to get a fresh arrival refused with ErrFull.
+//     ShedAt to get a fresh arrival refused with ErrFull;
+//  5. a request that would queue behind as many waiters of its class and
+//     higher as the releases serve within target is refused at once with
+//     ErrTimeout, without waiting (after the stale waiters are refused and
+//     the depth checked): by the drain estimate it would still be queued
+//     at target, and refusing it then costs the machine a timer, a
+//     parked goroutine and a second wake-up, which on a CPU-saturated
+//     machine come late. The estimate is PIE's (RFC 8033): the departure
+//     rate. Every release is counted, and a window of at least interval/2
+//     gives withinTarget = max(1, floor(releases × target / window)).
+//     Windows are measured in FIFO mode too, so an overload begins with
+//     the drain of the standing interval that led to it; under overload a
+//     slot a release gives back to the pool goes to the next arrival, so
+//     the releases' rate stays the upstream's throughput even when the
+//     short queue empties, and an estimate that was too low (the upstream
+//     got faster) is corrected by the next window.
 //
 // Lists are in arrival order, so the stale waiters are a prefix of each
 // list, and refusing them costs O(1) each, plus one look per class. A
@@ -143,8 +160,11 @@
 //
 // The effect: under sustained overload the standing queue stays younger
 // than target, so admitted latency stays near the service time, and the
-// requests that cannot be served are refused after target rather than
-// after max_wait, at the same goodput. (A real-clock run of the shape of
+// requests that cannot be served are refused as they arrive (rule 5) or
+// after target, rather than after max_wait, at the same goodput. Rule 5
+// does not make the order FIFO: under LIFO a waiter pushed back by newer
+// arrivals still turns stale and is refused by rules 2 to 4; what it
+// bounds is how many can be kept waiting for that. (A real-clock run of the shape of
 // docs/BENCHMARKS.md's scenario (c), 20 slots of 20ms, queue 100 / 250ms, 5x Poisson load:
 // admitted wait p99 about 108ms under FIFO, 2.5ms under CoDel.)
 //

@@ -26,7 +26,10 @@ import (
 //	init max=N depth=N wait=DUR   a new bulkhead on a fake clock at +0s (wait > 0),
 //	     [shed=C,D,S]             made by New, or by NewWithOptions if any of
 //	     [discipline=fifo|codel]  shed (Options.ShedAt, critical,default,sheddable),
-//	     [target=DUR] [interval=DUR]  discipline, target or interval is given
+//	     [target=DUR] [interval=DUR]  discipline, target or interval is given;
+//	     [within_target=N]        within_target pins CoDel's drain estimate at
+//	                              N (scenarios about other rules), else it is
+//	                              measured
 //	acquire id=X [class=C]        Acquire (AcquireClass if class is given) in a
 //	        [ctx=done]            goroutine; returns once it has returned or is
 //	                              queued with its timer armed (under CoDel,
@@ -137,7 +140,7 @@ func (h *harness) Run(where, line string) (out []string) {
 		h.epoch = time.Unix(1_700_000_000, 0)
 		h.clk = clock.NewReporting(h.epoch)
 		var extra string
-		if args.Get("shed") == "" && args.Get("discipline") == "" && args.Get("target") == "" && args.Get("interval") == "" {
+		if args.Get("shed") == "" && args.Get("discipline") == "" && args.Get("target") == "" && args.Get("interval") == "" && args.Get("within_target") == "" {
 			h.b = New(args.Int("max"), args.Int("depth"), args.Duration("wait"), h.clk)
 		} else {
 			o := Options{MaxConcurrent: args.Int("max"), MaxDepth: args.Int("depth"), MaxWait: args.Duration("wait"), Clock: h.clk}
@@ -169,6 +172,10 @@ func (h *harness) Run(where, line string) (out []string) {
 			h.b = NewWithOptions(o)
 			if h.b.codel {
 				extra += fmt.Sprintf(" discipline=codel target=%v interval=%v", h.b.target, h.b.interval)
+			}
+			if args.Get("within_target") != "" {
+				h.b.testingWithinTarget = args.Int("within_target")
+				extra += fmt.Sprintf(" within_target=%d", h.b.testingWithinTarget)
 			}
 		}
 		if h.b.MaxWait() <= 0 {
@@ -417,6 +424,9 @@ func (h *harness) print() []string {
 			line += fmt.Sprintf(" codel=fifo(above since +%v)", h.b.firstAbove.Sub(h.epoch))
 		default:
 			line += " codel=fifo"
+		}
+		if h.b.withinTarget > 0 {
+			line += fmt.Sprintf(" within_target=%d", h.b.withinTarget)
 		}
 	}
 	h.b.mu.Unlock()
