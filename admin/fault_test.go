@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -106,14 +107,21 @@ func TestFaultToggleFillsBulkheadAndExpires(t *testing.T) {
 	if st.Active != nil || st.Runtime != nil || st.Until != 0 {
 		t.Fatalf("after its duration the fault is still on: %+v", st)
 	}
+	// The queued request reaches its max_wait (1m) and is refused, before
+	// any slot frees: it is never delayed. It must have answered before
+	// the delays end, or a slot freed by them could reach it first (a
+	// grant wins over a timeout not yet settled), and the fault is
+	// decided by a request's arrival time, when the toggle was on.
+	f.clk.Advance(31 * time.Second)
+	if code := <-done; code != http.StatusServiceUnavailable {
+		t.Fatalf("the queued request: %d, want 503 at its max_wait", code)
+	}
 	// Release the delayed requests and the upstream.
 	f.releaseOnce()
 	f.clk.Advance(2 * time.Hour)
-	for range 3 {
+	for range 2 {
 		<-done
 	}
-	// The queued request, admitted (if at all) after the toggle expired,
-	// is never delayed.
 	if n := f.p.Routes()[1].FaultsInjected("delay"); n != 2 {
 		t.Fatalf("delays injected: %d, want 2", n)
 	}
