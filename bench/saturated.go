@@ -365,7 +365,13 @@ func saturatedSection(r *saturatedResult, s settings, when string) string {
 		}
 	}
 	if len(behind) > 0 {
-		p(" Where it passes a second (%s) the\ngenerator itself could not keep up: requests left over a second late, and that lateness is in\nthe row's latencies and losses (a request counts as lost after %s). The capped 30× row is there\nfor the memory check only.", strings.Join(behind, "; "), s.LoadTimeout)
+		p(" Where it passes a second (%s) the\ngenerator itself could not keep up: requests left over a second late, and that lateness is in\nthe row's latencies and losses (a request counts as lost after %s).", strings.Join(behind, "; "), s.LoadTimeout)
+	}
+	for _, row := range r.Rows {
+		if row.Factor == 30 {
+			p(" The capped 30× row is there for the memory check only: at 30× the generator and the proxy\ntogether need more than the two cores, so requests wait for the CPU on the generator's side\ntoo, and that wait is in the row's latencies and losses (lost: no answer within %s).", s.LoadTimeout)
+			break
+		}
 	}
 	p("\n\n")
 	if cs := r.checks(); len(cs) > 0 {
