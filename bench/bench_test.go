@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -257,5 +258,59 @@ func TestOpenLoopRefusals(t *testing.T) {
 	// are exact.
 	if res.Sent != 40 || res.OK != 10 || res.Rejected != 20 || res.RetryHint != 10 || res.Lost != 10 || res.Other[502] != 10 {
 		t.Errorf("got %+v", res)
+	}
+}
+
+// The capped row's memory check compares 30× with 20× only where the cap
+// bound in both runs; otherwise the doc says it is not judged.
+func TestSaturatedMemoryCheckNeedsTheCapBinding(t *testing.T) {
+	capped := fmt.Sprintf("sluice FIFO, max_connections %d", saturatedMaxConns)
+	refused := func(n uint64) *uint64 { return &n }
+	row := func(f float64, rss int64, conns *uint64) saturatedRow {
+		return saturatedRow{Proxy: capped, Factor: f, Res: &openResult{}, RSS: rss << 20, ConnsRefused: conns}
+	}
+	memCheck := func(r *saturatedResult) *check {
+		for _, c := range r.checks() {
+			if strings.Contains(c.Target, "RSS bounded") {
+				return &c
+			}
+		}
+		return nil
+	}
+	unbound := &saturatedResult{Rows: []saturatedRow{row(20, 37, refused(0)), row(30, 66, refused(5000))}}
+	if c := memCheck(unbound); c != nil {
+		t.Errorf("cap not binding at 20×: got check %+v, want none", *c)
+	}
+	if n := unbound.capNote(); !strings.Contains(n, "20× 0, 30× 5 000") || !strings.Contains(n, "not judged") {
+		t.Errorf("capNote = %q", n)
+	}
+	for _, tc := range []struct {
+		rss20, rss30 int64
+		met          bool
+	}{{66, 67, true}, {40, 66, false}} {
+		r := &saturatedResult{Rows: []saturatedRow{row(20, tc.rss20, refused(10)), row(30, tc.rss30, refused(5000))}}
+		c := memCheck(r)
+		if c == nil || c.Met != tc.met {
+			t.Errorf("RSS %d → %d MiB, cap binding in both: check %+v, want met=%t", tc.rss20, tc.rss30, c, tc.met)
+		}
+		if n := r.capNote(); strings.Contains(n, "not judged") {
+			t.Errorf("capNote = %q, want it judged", n)
+		}
+	}
+}
+
+func TestSaturatedMemoryCheckUnrecorded(t *testing.T) {
+	capped := fmt.Sprintf("sluice FIFO, max_connections %d", saturatedMaxConns)
+	r := &saturatedResult{Rows: []saturatedRow{
+		{Proxy: capped, Factor: 20, Res: &openResult{}, RSS: 37 << 20},
+		{Proxy: capped, Factor: 30, Res: &openResult{}, RSS: 66 << 20},
+	}}
+	for _, c := range r.checks() {
+		if strings.Contains(c.Target, "RSS bounded") {
+			t.Errorf("no connection counts: got check %+v, want none", c)
+		}
+	}
+	if n := r.capNote(); !strings.Contains(n, "did not record") {
+		t.Errorf("capNote = %q, want it to say the counts were not recorded", n)
 	}
 }
