@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/xml"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -264,10 +263,9 @@ func TestOpenLoopRefusals(t *testing.T) {
 // The capped row's memory check compares 30× with 20× only where the cap
 // bound in both runs; otherwise the doc says it is not judged.
 func TestSaturatedMemoryCheckNeedsTheCapBinding(t *testing.T) {
-	capped := fmt.Sprintf("sluice FIFO, max_connections %d", saturatedMaxConns)
 	refused := func(n uint64) *uint64 { return &n }
 	row := func(f float64, rss int64, conns *uint64) saturatedRow {
-		return saturatedRow{Proxy: capped, Factor: f, Res: &openResult{}, RSS: rss << 20, ConnsRefused: conns}
+		return saturatedRow{Proxy: cappedPeer, Factor: f, Res: &openResult{}, RSS: rss << 20, ConnsRefused: conns}
 	}
 	memCheck := func(r *saturatedResult) *check {
 		for _, c := range r.checks() {
@@ -300,10 +298,9 @@ func TestSaturatedMemoryCheckNeedsTheCapBinding(t *testing.T) {
 }
 
 func TestSaturatedMemoryCheckUnrecorded(t *testing.T) {
-	capped := fmt.Sprintf("sluice FIFO, max_connections %d", saturatedMaxConns)
 	r := &saturatedResult{Rows: []saturatedRow{
-		{Proxy: capped, Factor: 20, Res: &openResult{}, RSS: 37 << 20},
-		{Proxy: capped, Factor: 30, Res: &openResult{}, RSS: 66 << 20},
+		{Proxy: cappedPeer, Factor: 20, Res: &openResult{}, RSS: 37 << 20},
+		{Proxy: cappedPeer, Factor: 30, Res: &openResult{}, RSS: 66 << 20},
 	}}
 	for _, c := range r.checks() {
 		if strings.Contains(c.Target, "RSS bounded") {
