@@ -52,6 +52,28 @@ type stack struct {
 	proxy, admin string // base URLs
 	token        string
 	redis        *testutil.Redis // the api route's global rate limit is shared through it
+	srv          *server.Server
+	configFile   string
+	config       string // the YAML in configFile, without a server block
+}
+
+// writeConfig writes the config file with a server block of the given
+// overload keys.
+func (st *stack) writeConfig(t *testing.T, keys string) {
+	t.Helper()
+	yaml := `server: {listen: "127.0.0.1:0", shutdown_grace: 1s, access_log: false, ` + keys + "}\n" + st.config
+	if err := os.WriteFile(st.configFile, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setServer rewrites the config file's overload keys and reloads it.
+func (st *stack) setServer(t *testing.T, keys string) {
+	t.Helper()
+	st.writeConfig(t, keys)
+	if err := st.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startStack(t *testing.T) *stack {
@@ -93,8 +115,10 @@ func startStack(t *testing.T) *stack {
 	if err := os.WriteFile(tokenFile, []byte(st.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse("e2e.yaml", fmt.Appendf(nil, `
-server: {listen: "127.0.0.1:0", shutdown_grace: 1s, access_log: false}
+	// The saturation detector is off: on a CI box running other test
+	// packages and the browser its scheduling latency is the host's, not
+	// this stack's. The banner is shown by a memory limit, later.
+	st.config = fmt.Sprintf(`
 admin: {listen: "127.0.0.1:0", token_file: %q}
 monitoring: {sample_interval: 50ms, samples: 40}
 redis: {addrs: [%q], timeout: 100ms}
@@ -119,15 +143,19 @@ routes:
     match: {path_prefix: /flaky}
     upstream: flaky
     timeout: 5s
-`, tokenFile, st.redis.Addr, api.URL, slow.URL, flaky.URL))
+`, tokenFile, st.redis.Addr, api.URL, slow.URL, flaky.URL)
+	st.configFile = filepath.Join(t.TempDir(), "sluice.yaml")
+	st.writeConfig(t, "sched_latency_limit: 0")
+	cfg, err := config.Load(st.configFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	srv, err := server.New(cfg, server.Options{Log: log, Stdout: io.Discard, Stderr: io.Discard})
+	srv, err := server.New(cfg, server.Options{Log: log, Stdout: io.Discard, Stderr: io.Discard, ConfigPath: st.configFile})
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.srv = srv
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +250,8 @@ func waitFor(t *testing.T, ctx context.Context, what string, ok func(page) bool)
 // TestDashboardInBrowser loads the dashboard in headless Chromium, logs in
 // with the admin token, drives load at a small slow route and watches the
 // page turn that route red, count its rejections and show the flaky
-// upstream's breaker open.
+// upstream's breaker open, the api route's Redis warning, and the
+// process-level overload banner while a memory limit refuses.
 func TestDashboardInBrowser(t *testing.T) {
 	needChromium(t)
 	update := os.Getenv(updateScreenshot) == "1"
@@ -354,6 +383,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	st.redis.Start()
 	waitFor(t, ctx, "the warning to go once Redis is back", func(p page) bool { return p.Store == "" })
+
+	// A heap over server.memory_limit is the process overloaded: the
+	// banner says so while the door refuses, and goes once the limit is
+	// lifted.
+	st.setServer(t, "sched_latency_limit: 0, memory_limit: 1")
+	p = waitFor(t, ctx, "the overload banner", func(p page) bool { return p.OvlState == "shedding" })
+	if !strings.HasPrefix(p.Overload, "overloaded: heap ") || !strings.HasSuffix(p.Overload, " over the memory limit of 1 B: refusing new requests") {
+		t.Errorf("overload banner %q, want the heap over the memory limit of 1 B", p.Overload)
+	}
+	st.setServer(t, "sched_latency_limit: 0")
+	p = waitFor(t, ctx, "the banner to go with the limit", func(p page) bool { return p.OvlState == "normal" })
+	if p.Overload != "" {
+		t.Errorf("overload banner %q after the limit was lifted, want none", p.Overload)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
