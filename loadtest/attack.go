@@ -45,9 +45,12 @@ type Options struct {
 
 	Timeout time.Duration // per request; 0 means DefaultTimeout
 
-	// FindCapacity stops the run at the first window whose admitted p99
-	// passes MaxP99 or whose share of refused and failed requests passes
-	// MaxRefused, and reports the last window within both bounds.
+	// FindCapacity stops the run once two windows in a row (not counting
+	// windows with nothing finished) have an admitted p99 over MaxP99 or a
+	// share of refused and failed requests over MaxRefused, and reports
+	// the last window within both bounds before the first of them. A
+	// single window out of the bounds is a stall of the machine, not the
+	// knee; if the run ends on one, that window is the breach.
 	FindCapacity bool
 	MaxP99       time.Duration // 0 means DefaultMaxP99
 	MaxRefused   float64       // a fraction; 0 means DefaultMaxRefused

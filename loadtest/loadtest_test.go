@@ -185,7 +185,11 @@ func TestErrorsApart(t *testing.T) {
 func TestFindCapacity(t *testing.T) {
 	const slots, work = 50, 200 * time.Millisecond
 	url := startSluice(t, sleeper(work), "bulkhead: {max_concurrent: 50}, queue: {max_depth: 0}")
-	r := run(t, loadtest.Options{URL: url, From: 150, To: 350, Duration: 10 * time.Second, FindCapacity: true})
+	// The knee of a queue-less bulkhead is its refused share. The p99
+	// bound is far above the 200 ms the upstream takes: with the default
+	// 250 ms, a race-built sluice on a box shared with other packages
+	// crossed it at 160 req/s, well before the knee.
+	r := run(t, loadtest.Options{URL: url, From: 150, To: 350, Duration: 10 * time.Second, FindCapacity: true, MaxP99: time.Second})
 	accounted(t, r)
 	c := r.Capacity
 	if c == nil || !c.Found {
@@ -202,9 +206,9 @@ func TestFindCapacity(t *testing.T) {
 	if r.ByReason["queue_full"] == 0 || r.RetryAfterMissing != 0 {
 		t.Errorf("refusals by reason %v, %d without Retry-After: want queue_full, each with Retry-After", r.ByReason, r.RetryAfterMissing)
 	}
-	// Past capacity the queue-less bulkhead refuses; on a busy machine the
-	// admitted p99 can cross its bound in the same window first. Either
-	// is the break the ramp looks for.
+	// Past capacity the queue-less bulkhead refuses; on a very busy
+	// machine the admitted p99 can cross its bound in the same windows
+	// first. Either is the break the ramp looks for.
 	if !strings.Contains(c.Reason, "refused") && !strings.Contains(c.Reason, "admitted p99") {
 		t.Errorf("broke on %q, want the refused share or the admitted p99", c.Reason)
 	}

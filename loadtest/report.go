@@ -116,6 +116,7 @@ func (c *collector) report(elapsed time.Duration) *Report {
 	r.Schedule.LagP99, r.Schedule.LagMax = ms(quantile(lag, 0.99)), ms(quantile(lag, 1))
 
 	if c.o.FindCapacity {
+		c.endSearch()
 		cp := &Capacity{BrokeAt: -1}
 		switch {
 		case c.breach == nil:

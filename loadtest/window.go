@@ -52,8 +52,13 @@ type collector struct {
 	stopped time.Duration // when Run stopped the sending early, from the start
 
 	lastGood *Window // the capacity search's last window within bounds
-	breach   *Window // and the first one out of them
+	breach   *Window // and the first one out of them, once the next confirmed it
 	why      string
+	// suspect is a window out of bounds that the next window with
+	// anything finished in it must confirm, so that one stalled second
+	// of a busy machine is not taken for the knee; suspectWhy says why.
+	suspect    *Window
+	suspectWhy string
 }
 
 func newCollector(o Options, p vegeta.LinearPacer) *collector {
@@ -131,25 +136,39 @@ func (c *collector) planned(a, b time.Duration) float64 {
 }
 
 // judge applies the capacity bounds to a closed window and reports
-// whether it broke them. A window with nothing finished in it says
-// nothing either way.
+// whether the search is over: the bounds broke in two windows in a row,
+// and the first of them is the breach. A window with nothing finished in
+// it says nothing either way; one within the bounds clears a suspect.
 func (c *collector) judge(w Window) bool {
 	total := w.OK + w.Refused + w.Errors
 	if total == 0 || c.breach != nil {
 		return c.breach != nil
 	}
 	share := float64(w.Refused+w.Errors) / float64(total)
+	var why string
 	switch {
 	case time.Duration(float64(w.AdmittedP99)*float64(time.Millisecond)) > c.o.MaxP99:
-		c.why = "admitted p99 " + time.Duration(float64(w.AdmittedP99)*float64(time.Millisecond)).Round(time.Millisecond).String() + " > " + c.o.MaxP99.String()
+		why = "admitted p99 " + time.Duration(float64(w.AdmittedP99)*float64(time.Millisecond)).Round(time.Millisecond).String() + " > " + c.o.MaxP99.String()
 	case share > c.o.MaxRefused:
-		c.why = "refused " + strconv.FormatFloat(100*share, 'f', 1, 64) + "% > " + strconv.FormatFloat(100*c.o.MaxRefused, 'f', 1, 64) + "%"
+		why = "refused " + strconv.FormatFloat(100*share, 'f', 1, 64) + "% > " + strconv.FormatFloat(100*c.o.MaxRefused, 'f', 1, 64) + "%"
 	default:
-		c.lastGood = &w
+		c.lastGood, c.suspect = &w, nil
 		return false
 	}
-	c.breach = &w
+	if c.suspect == nil {
+		c.suspect, c.suspectWhy = &w, why
+		return false
+	}
+	c.breach, c.why = c.suspect, c.suspectWhy
 	return true
+}
+
+// endSearch takes a suspect the run ended before confirming as the
+// breach: no later window said otherwise.
+func (c *collector) endSearch() {
+	if c.breach == nil && c.suspect != nil {
+		c.breach, c.why = c.suspect, c.suspectWhy
+	}
 }
 
 func sorted(d []time.Duration) []time.Duration {

@@ -21,7 +21,7 @@ func cmdLoadtest(args []string, stdout, stderr io.Writer) int {
 	ramp := fs.String("ramp", "", "A:B ramps linearly from A to B req/s over -duration")
 	duration := fs.Duration("duration", 0, fmt.Sprintf("how long to send (required, at most %s)", loadtest.MaxDuration))
 	timeout := fs.Duration("timeout", loadtest.DefaultTimeout, "per-request timeout")
-	find := fs.Bool("find-capacity", false, "ramp until a bound breaks and print the last rate within the bounds\n(with -rate N, ramps from N/10 to 10×N)")
+	find := fs.Bool("find-capacity", false, "ramp until a bound breaks in two 1 s windows in a row and print the last rate within the bounds\n(with -rate N, ramps from N/10 to 10×N)")
 	maxP99 := fs.Duration("max-p99", loadtest.DefaultMaxP99, "-find-capacity: bound on the admitted p99 of a 1 s window")
 	maxRefused := fs.Float64("max-refused", 100*loadtest.DefaultMaxRefused, "-find-capacity: bound on a 1 s window's refused and failed share, percent")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")

@@ -59,7 +59,8 @@ usage:
                                      Sluice-Reject reason, Retry-After,
                                      errors; -find-capacity ramps until
                                      p99 or the refused share breaks its
-                                     bound and prints the last rate within
+                                     bound two 1 s windows in a row and
+                                     prints the last rate within both
   sluice version                     print the version
 `
 
