@@ -52,6 +52,10 @@ type overloadInfo struct {
 		Open    int64  `json:"open"`
 		Refused uint64 `json:"refused_total"`
 		Max     int64  `json:"max"` // 0: unlimited
+		// Parked are refused connections kept open, each request on them
+		// answered 503 overloaded; ParkedRefused counts those answers.
+		Parked        int64  `json:"parked"`
+		ParkedRefused uint64 `json:"parked_refused_total"`
 	} `json:"connections"`
 	Inflight struct {
 		Now int64 `json:"now"`
@@ -81,6 +85,7 @@ func overloadOf(st overload.State) overloadInfo {
 		o.State = "shedding"
 	}
 	o.Connections.Open, o.Connections.Refused, o.Connections.Max = st.ConnectionsOpen, st.ConnectionsRefused, st.Limits.MaxConnections
+	o.Connections.Parked, o.Connections.ParkedRefused = st.ConnectionsParked, st.ParkedRefused
 	o.Inflight.Now, o.Inflight.Max = st.Inflight, st.Limits.MaxInflight
 	for _, c := range overload.Causes {
 		o.RefusedTotal[c.String()] = st.Refused[c]

@@ -1,6 +1,8 @@
 package overload
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -13,43 +15,89 @@ import (
 // share the one count) until it is closed.
 //
 // A connection over the limit is accepted and refused at once, never left
-// in the kernel's accept queue where a client would wait for nothing: if
-// refusal is set (the plain HTTP/1 listener: a whole 503 response) it is
-// written first; then the connection is half-closed, its input drained
-// for a moment and closed. The half-close is what makes the refusal
-// clean: closing a socket with unread input (the request the client sent
-// at once) sends a TCP RST, on which the client's kernel may discard the
-// answer before the client reads it. On the TLS listener refusal is nil:
-// an answer would cost a handshake, the work being refused, so the
-// client sees the connection closed during its handshake.
+// in the kernel's accept queue where a client would wait for nothing. On
+// the plain HTTP/1 listener refusal is set: a whole 503 response with a
+// "Connection: close" header line. The connection is parked (see
+// parkSet): each of its requests is answered with the refusal without
+// that line, until the limit has room and the connection is served.
+// Past the parking bound, and for a request a parked connection does not
+// follow, refusal is written as it is; then the connection is
+// half-closed, its input drained for a moment and closed. The half-close
+// is what makes the refusal clean: closing a socket with unread input
+// (the request the client sent at once) sends a TCP RST, on which the
+// client's kernel may discard the answer before the client reads it. On
+// the TLS listener refusal is nil: an answer would cost a handshake, the
+// work being refused, so the client sees the connection closed during
+// its handshake.
 func (m *Manager) Listener(ln net.Listener, refusal []byte) net.Listener {
-	return &capListener{Listener: ln, m: m, refusal: refusal}
+	l := &capListener{Listener: ln, m: m, refusal: refusal}
+	if keep := bytes.Replace(refusal, []byte("\r\nConnection: close\r\n"), []byte("\r\n"), 1); len(keep) < len(refusal) {
+		l.keepAlive = keep
+		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+			l.wake, l.promoted = d, make(chan net.Conn, 16)
+		}
+	}
+	return l
 }
 
 type capListener struct {
 	net.Listener
-	m       *Manager
-	refusal []byte
+	m         *Manager
+	refusal   []byte
+	keepAlive []byte // refusal without Connection: close; nil: nothing is parked
+
+	// wake interrupts Accept for a promoted connection; nil: parked
+	// connections are never promoted, only refused until they end.
+	wake     interface{ SetDeadline(time.Time) error }
+	promoted chan net.Conn // parked connections the limit has room for
+
+	mu     sync.Mutex // guards closed against promotions
+	closed bool
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
 	for {
+		select {
+		case c := <-l.promoted:
+			return c, nil
+		default:
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
+			// A promotion set a deadline in the past to get here: clear it
+			// first, then take the connection at the top of the loop (a
+			// promotion after the clear sets it again).
+			var ne net.Error
+			if l.wake != nil && errors.As(err, &ne) && ne.Timeout() {
+				_ = l.wake.SetDeadline(time.Time{})
+				continue
+			}
 			return nil, err
 		}
 		if l.m.openConn() {
 			return &countedConn{Conn: c, m: l.m}, nil
 		}
 		l.m.connsRefused.Add(1)
+		if l.keepAlive != nil && l.m.parked.add(c, parkFactor*l.m.maxConns.Load()) {
+			go l.park(c)
+			continue
+		}
 		l.m.lingering.refuse(c, l.refusal)
 	}
 }
 
-// Close stops accepting and ends the refusals still lingering.
+// Close stops accepting and ends the refusals still lingering and the
+// connections parked.
 func (l *capListener) Close() error {
 	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	for len(l.promoted) > 0 {
+		_ = (<-l.promoted).Close()
+	}
+	l.mu.Unlock()
 	l.m.lingering.closeAll()
+	l.m.parked.closeAll()
 	return err
 }
 

@@ -105,6 +105,10 @@ type Manager struct {
 	detOff       bool          // Limits.SchedLatency < 0: the detector is off
 	failing      bool          // the previous Sample panicked (logged once)
 	lingering    lingerSet
+	parked       parkSet
+	// parkedRefused counts the requests answered with the refusal on
+	// parked connections.
+	parkedRefused atomic.Uint64
 }
 
 // New returns a Manager enforcing l.
@@ -294,7 +298,11 @@ type State struct {
 
 	ConnectionsOpen    int64
 	ConnectionsRefused uint64
-	Inflight           int64
+	// ConnectionsParked are refused connections kept open and answered
+	// request by request; ParkedRefused counts those answers.
+	ConnectionsParked int64
+	ParkedRefused     uint64
+	Inflight          int64
 	// Refused counts the requests refused overloaded, by cause (index
 	// with a Cause): Inflight and Memory at the door, Saturation on the
 	// route whose class was shed.
@@ -316,6 +324,8 @@ func (m *Manager) State() State {
 		Limits:             m.Limits(),
 		ConnectionsOpen:    m.connsOpen.Load(),
 		ConnectionsRefused: m.connsRefused.Load(),
+		ConnectionsParked:  int64(m.parked.len()),
+		ParkedRefused:      m.parkedRefused.Load(),
 		Inflight:           m.inflight.Load(),
 	}
 	for _, c := range Causes {

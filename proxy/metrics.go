@@ -32,7 +32,7 @@ var (
 	descLimit       = prometheus.NewDesc("sluice_concurrency_limit", "The adaptive concurrency limit now (routes with bulkhead.adaptive only); also sluice_bulkhead_capacity.", []string{"route"}, nil)
 	descStoreUp     = prometheus.NewDesc("sluice_ratelimit_store_up", "1 while the redis block's store answers in time (global limits are shared), 0 while replicas limit locally.", nil, nil)
 	descStoreErrs   = prometheus.NewDesc("sluice_ratelimit_store_errors_total", "Commands to the redis block's store that failed or overran redis.timeout.", nil, nil)
-	descConns       = prometheus.NewDesc("sluice_connections", "Proxy connections: state=open those open now, state=refused those refused for server.max_connections since start (a count that only rises, kept in this gauge family beside open).", []string{"state"}, nil)
+	descConns       = prometheus.NewDesc("sluice_connections", "Proxy connections: state=open those open now, state=refused those refused for server.max_connections since start (a count that only rises, kept in this gauge family beside open), state=parked the refused ones kept open now, each request on them answered 503 overloaded.", []string{"state"}, nil)
 	descOvlState    = prometheus.NewDesc("sluice_overload_state", "1 while the overload manager sheds (heap over server.memory_limit, or the saturation detector refusing a class), else 0.", nil, nil)
 	descOvlShed     = prometheus.NewDesc("sluice_overload_shed_level", "What the saturation detector sheds: 0 nothing, 1 class sheddable, 2 classes sheddable and default.", nil, nil)
 	descOvlInflight = prometheus.NewDesc("sluice_overload_inflight", "Requests inside the proxy's door now, across all routes (what server.max_inflight caps).", nil, nil)
@@ -97,7 +97,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.p.unmatched.each(func(code int, n uint64) { counter(descRequests, float64(n), "", strconv.Itoa(code)) })
-	counter(descRejected, float64(c.p.doorRefused.Load()), "", admission.Overloaded.String())
+	counter(descRejected, float64(c.p.DoorRefused()), "", admission.Overloaded.String())
 	collectOverload(ch, c.p.ovl.State())
 	if st := t.store; st != nil {
 		up := 0.0
@@ -125,6 +125,7 @@ func collectOverload(ch chan<- prometheus.Metric, s overload.State) {
 	}
 	gauge(descConns, float64(s.ConnectionsOpen), "open")
 	gauge(descConns, float64(s.ConnectionsRefused), "refused")
+	gauge(descConns, float64(s.ConnectionsParked), "parked")
 	state := 0.0
 	if s.Overloaded() {
 		state = 1

@@ -42,9 +42,10 @@ func schedLatencyOf(d time.Duration) time.Duration {
 func (p *Proxy) Overload() *overload.Manager { return p.ovl }
 
 // DoorRefused is the number of requests refused overloaded before
-// routing (server.max_inflight, server.memory_limit), reported under
-// route "".
-func (p *Proxy) DoorRefused() uint64 { return p.doorRefused.Load() }
+// routing (server.max_inflight, server.memory_limit, and the requests on
+// connections parked over server.max_connections), reported under route
+// "".
+func (p *Proxy) DoorRefused() uint64 { return p.doorRefused.Load() + p.ovl.State().ParkedRefused }
 
 // refuseAtDoor answers a request the overload manager did not let in. It
 // has no route: it is counted under route "" like unmatched requests.
@@ -100,8 +101,9 @@ func sheds(level overload.Shed, cl bulkhead.Class) bool {
 }
 
 // ConnRefusal is the whole HTTP/1.1 response written on a plain
-// connection refused for server.max_connections before it is closed: the
-// overloaded refusal writeReject gives a request, with Connection: close.
+// connection refused for server.max_connections: the overloaded refusal
+// writeReject gives a request, with Connection: close. The overload
+// package answers a parked connection's requests with it less that line.
 func ConnRefusal() []byte {
 	rec := &recorder{h: http.Header{}}
 	writeReject(rec, nil, admission.Overloaded, overloadRetryAfter)

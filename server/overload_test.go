@@ -35,10 +35,11 @@ func metric(t *testing.T, adminAddr, series string) string {
 }
 
 // TestMaxConnections holds server.max_connections open with real TCP
-// clients. The next connection is answered 503 overloaded (Retry-After 1,
-// Connection: close, problem+json) and closed at once, never parked in
-// the accept queue; once a held connection closes, a new one is served.
-// sluice_connections counts both.
+// clients. The next connection is accepted at once, never left in the
+// accept queue, and parked: each of its requests is answered 503
+// overloaded (Retry-After 1, problem+json) over keep-alive. Once a held
+// connection closes, the parked one's next request is served, and so is
+// a new connection's. sluice_connections counts all three states.
 func TestMaxConnections(t *testing.T) {
 	up := echoUpstream(t)
 	s := startServer(t, fmt.Sprintf(`
@@ -78,21 +79,34 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 503 || resp.Header.Get("Sluice-Reject") != "overloaded" || resp.Header.Get("Retry-After") != "1" ||
-		!resp.Close || resp.Header.Get("Content-Type") != "application/problem+json" {
+		resp.Close || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("refusal %d %v close=%v", resp.StatusCode, resp.Header, resp.Close)
 	}
 	var pb map[string]any
 	if err := json.Unmarshal(body, &pb); err != nil || pb["reason"] != "overloaded" || pb["status"] != 503.0 || pb["retry_after"] != 1.0 {
 		t.Errorf("refusal body %s (%v)", body, err)
 	}
-	if n, err := br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
-		t.Errorf("after the refusal: %d bytes, %v; want EOF", n, err)
+	if got := testutil.KeepAliveGet(t, c, br, "sluice.test", "/x").StatusCode; got != 503 {
+		t.Errorf("the parked connection's second request: %d, want 503", got)
 	}
-	if got := metric(t, s.AdminAddr(), `sluice_connections{state="refused"}`); got != `sluice_connections{state="refused"} 1` {
-		t.Errorf("metrics: %q", got)
+	for series, want := range map[string]string{
+		`sluice_connections{state="refused"}`:                           "1",
+		`sluice_connections{state="parked"}`:                            "1",
+		`sluice_admission_rejected_total{reason="overloaded",route=""}`: "2",
+	} {
+		if got := metric(t, s.AdminAddr(), series); got != series+" "+want {
+			t.Errorf("metrics: %q, want %s %s", got, series, want)
+		}
 	}
 
 	held[0].Close()
+	testutil.WaitFor(t, "the server to see the close", func() bool {
+		return s.Proxy().Overload().State().ConnectionsOpen == 1
+	})
+	if got := testutil.KeepAliveGet(t, c, br, "sluice.test", "/x").StatusCode; got != 200 {
+		t.Errorf("the parked connection after a held one closed: %d, want 200", got)
+	}
+	held[1].Close()
 	testutil.WaitFor(t, "the server to see the close", func() bool {
 		return s.Proxy().Overload().State().ConnectionsOpen == 1
 	})
@@ -102,10 +116,12 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	}
 	defer n.Close()
 	if got := testutil.KeepAliveGet(t, n, bufio.NewReader(n), "sluice.test", "/x").StatusCode; got != 200 {
-		t.Errorf("after a held connection closed: %d, want 200", got)
+		t.Errorf("a new connection after a held one closed: %d, want 200", got)
 	}
-	if got := metric(t, s.AdminAddr(), `sluice_connections{state="open"}`); got != `sluice_connections{state="open"} 2` {
-		t.Errorf("metrics: %q", got)
+	for series, want := range map[string]string{`sluice_connections{state="open"}`: "2", `sluice_connections{state="parked"}`: "0"} {
+		if got := metric(t, s.AdminAddr(), series); got != series+" "+want {
+			t.Errorf("metrics: %q, want %s %s", got, series, want)
+		}
 	}
 }
 
@@ -136,8 +152,8 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 	}
 	defer p.Close()
 	p.SetDeadline(time.Now().Add(10 * time.Second))
-	if b, _ := io.ReadAll(p); !strings.HasPrefix(string(b), "HTTP/1.1 503 Service Unavailable\r\n") {
-		t.Errorf("plain connection over the limit read %q", b)
+	if got := testutil.KeepAliveGet(t, p, bufio.NewReader(p), "sluice.test", "/x").StatusCode; got != 503 {
+		t.Errorf("plain connection over the limit: %d, want 503", got)
 	}
 
 	d := &net.Dialer{Timeout: 10 * time.Second, Deadline: time.Now().Add(10 * time.Second)}
