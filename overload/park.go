@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"sluice/internal/httpsyntax"
@@ -37,8 +38,8 @@ const (
 //
 // At most four times server.max_connections are parked; past that a
 // refused connection gets the refusal with Connection: close at once. A
-// parked connection costs a goroutine and a 4 KiB buffer, a fraction of
-// a served one: a client pool several times the limit is held without
+// parked connection costs a goroutine, and a 4 KiB buffer only while it
+// reads a request, a fraction of a served one: a client pool several times the limit is held without
 // churn, and the bound still holds the descriptors.
 type parkSet struct {
 	mu    sync.Mutex // guards conns
@@ -81,13 +82,30 @@ func (s *parkSet) closeAll() {
 }
 
 // park answers c's requests with the keep-alive refusal until it is
-// promoted, goes idle, or sends a request it does not follow.
+// promoted, goes idle, or sends a request it does not follow. Between
+// requests it holds no buffer: it waits for c to be readable, then
+// reads the head into one from a pool, and gives it back once nothing
+// of c's is left in it.
 func (l *capListener) park(c net.Conn) {
 	m := l.m
 	defer m.parked.remove(c)
-	br := bufio.NewReaderSize(c, parkHeadBytes)
+	var br *bufio.Reader
+	defer func() {
+		if br != nil {
+			br.Reset(nil)
+			headBufs.Put(br)
+		}
+	}()
 	for {
 		_ = c.SetReadDeadline(time.Now().Add(parkIdle))
+		if br == nil {
+			if err := waitReadable(c); err != nil {
+				_ = c.Close() // idle, closed, or the listener closed
+				return
+			}
+			br = headBufs.Get().(*bufio.Reader)
+			br.Reset(c)
+		}
 		n, keep, head := nextHead(br)
 		if n == 0 {
 			// Idle or closed with nothing sent: closed as an idle
@@ -101,6 +119,7 @@ func (l *capListener) park(c net.Conn) {
 			return
 		}
 		if l.promote(c, br) {
+			br = nil // the promoted connection reads through it
 			return
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(lingerFor))
@@ -118,7 +137,37 @@ func (l *capListener) park(c net.Conn) {
 		}
 		m.parkedRefused.Add(1)
 		_, _ = br.Discard(n)
+		if br.Buffered() == 0 {
+			br.Reset(nil)
+			headBufs.Put(br)
+			br = nil
+		}
 	}
+}
+
+// headBufs are the buffers parked connections read request heads into.
+var headBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, parkHeadBytes) }}
+
+// waitReadable blocks until c has input (or has ended), its read deadline
+// passes, or it is closed, without a buffer to read into. A connection
+// without a raw descriptor returns at once: its reads then wait.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// f peeks at one byte without waiting: the poller calls it again
+	// once the descriptor is readable, and only readiness after the
+	// first call wakes it (a readiness seen before is reset).
+	var one [1]byte
+	return rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN && err != syscall.EINTR
+	})
 }
 
 // refuseParked answers a parked connection's request with the refusal and
