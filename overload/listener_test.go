@@ -170,16 +170,24 @@ func TestListenerCapsConnections(t *testing.T) {
 	}
 }
 
-// TestParkedRequestsItDoesNotFollow: a request with a body, an upgrade,
-// HTTP/1.0, Connection: close or a head that does not end gets the
-// refusal with Connection: close, and the connection ends cleanly: the
-// client reads the whole answer, then EOF, not a reset.
-func TestParkedRequestsItDoesNotFollow(t *testing.T) {
+// cappedAtOne serves with max_connections 1 and holds that connection,
+// so that the next ones are refused.
+func cappedAtOne(t *testing.T) (*Manager, string) {
+	t.Helper()
 	m := New(Limits{MaxConnections: 1}, Options{Log: slog.New(slog.DiscardHandler)})
 	addr := serveCapped(t, m, []byte(refusal))
 	c, br := dial(t, addr)
 	testutil.KeepAliveGet(t, c, br, "x", "/")
 	waitOpen(t, m, 1)
+	return m, addr
+}
+
+// TestParkedRequestsItDoesNotFollow: a request with a body, an upgrade,
+// HTTP/1.0, Connection: close or a head that does not end gets the
+// refusal with Connection: close, and the connection ends cleanly: the
+// client reads the whole answer, then EOF, not a reset.
+func TestParkedRequestsItDoesNotFollow(t *testing.T) {
+	m, addr := cappedAtOne(t)
 
 	for _, req := range []string{
 		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody",
@@ -214,11 +222,7 @@ func TestParkedRequestsItDoesNotFollow(t *testing.T) {
 // TestParkingBound: past four times max_connections parked, a refused
 // connection is answered with Connection: close at once and closed.
 func TestParkingBound(t *testing.T) {
-	m := New(Limits{MaxConnections: 1}, Options{Log: slog.New(slog.DiscardHandler)})
-	addr := serveCapped(t, m, []byte(refusal))
-	c, br := dial(t, addr)
-	testutil.KeepAliveGet(t, c, br, "x", "/")
-	waitOpen(t, m, 1)
+	m, addr := cappedAtOne(t)
 	for range parkFactor {
 		p, pbr := dial(t, addr)
 		io.WriteString(p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -239,11 +243,7 @@ func TestParkingBound(t *testing.T) {
 // TestParkedIdle: a parked connection that sends nothing for parkIdle is
 // closed, as an idle keep-alive connection is.
 func TestParkedIdle(t *testing.T) {
-	m := New(Limits{MaxConnections: 1}, Options{Log: slog.New(slog.DiscardHandler)})
-	addr := serveCapped(t, m, []byte(refusal))
-	c, br := dial(t, addr)
-	testutil.KeepAliveGet(t, c, br, "x", "/")
-	waitOpen(t, m, 1)
+	m, addr := cappedAtOne(t)
 	p, pbr := dial(t, addr)
 	io.WriteString(p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	readAnswer(t, pbr, false)
