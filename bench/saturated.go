@@ -357,7 +357,11 @@ func (r *saturatedResult) capNote() string {
 	case at20.ConnsRefused == nil || at30.ConnsRefused == nil:
 		n = strings.TrimSpace(n + " The memory check (30× within 1.25× of 20×, the cap binding in both) is not judged in this run: it did not record the connections refused over the cap.")
 	case !capBound(at20) || !capBound(at30):
-		n += " The memory check (30× within 1.25× of 20×) is not judged in this run: it needs the cap binding at both loads."
+		n += " The memory check (30× within 1.25× of 20×) is not judged in this run: it needs the cap binding at both loads"
+		if !capBound(at20) && !capBound(at30) && at20.Res != nil && at30.Res != nil {
+			n += fmt.Sprintf(", and the generator kept its connections under it at both (peak RSS %s at 20×, %s at 30×)", mib(at20.RSS), mib(at30.RSS))
+		}
+		n += "."
 	}
 	return n
 }
@@ -383,7 +387,9 @@ func saturatedSection(r *saturatedResult, s settings, when string) string {
 	}
 	p(";\nthe open-loop generator is in the harness's own process on the same two cores; sluice runs with\n")
 	p("its defaults, access log on, `bulkhead: {max_concurrent: %d}`, `queue: {max_depth: %d, max_wait: %dms}`\n", capSlots, capQueue, capWaitMS)
-	p("(FIFO, or `discipline: codel`); HAProxy with `maxconn %d maxqueue %d`, `timeout queue %dms`.\n", capSlots, capQueue, capWaitMS)
+	p("(FIFO, or `discipline: codel`), and FIFO once more with `server.max_connections: %d`, where a\n", saturatedMaxConns)
+	p("connection over the cap is parked: each of its requests is answered `503` (`overloaded`) over\n")
+	p("keep-alive until a held connection closes; HAProxy with `maxconn %d maxqueue %d`, `timeout queue %dms`.\n", capSlots, capQueue, capWaitMS)
 	p("Each cell: a fresh upstream and proxy, %s of warm-up, %s counted, a request lost after %s.\n\n", s.LoadWarmup, s.LoadDuration, s.LoadTimeout)
 	if r.Err != "" {
 		p("Not run: %s.\n\n", r.Err)
@@ -445,7 +451,10 @@ func saturatedSection(r *saturatedResult, s settings, when string) string {
 	}
 	for _, row := range r.Rows {
 		if row.Factor == 30 {
-			p(" The capped 30× row is there for the memory check only: at 30× the generator and the proxy\ntogether need more than the two cores, so requests wait for the CPU on the generator's side\ntoo, and that wait is in the row's latencies and losses (lost: no answer within %s).", s.LoadTimeout)
+			p(" The capped 30× row is there for the memory check.")
+			if row.Res != nil && (row.Res.Lost > 0 || row.Res.Late > 100*time.Millisecond) {
+				p(" At 30× the generator and the proxy together needed more than the two\ncores in this run, so requests waited for the CPU on the generator's side too, and that wait\nis in the row's latencies and losses (lost: no answer within %s).", s.LoadTimeout)
+			}
 			break
 		}
 	}
