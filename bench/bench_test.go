@@ -279,8 +279,12 @@ func TestSaturatedMemoryCheckNeedsTheCapBinding(t *testing.T) {
 	if c := memCheck(unbound); c != nil {
 		t.Errorf("cap not binding at 20×: got check %+v, want none", *c)
 	}
-	if n := unbound.capNote(); !strings.Contains(n, "20× 0, 30× 5 000") || !strings.Contains(n, "not judged") {
+	if n := unbound.capNote(); !strings.Contains(n, "20× 0, 30× 5 000") || !strings.Contains(n, "not judged") || strings.Contains(n, "under it at both") {
 		t.Errorf("capNote = %q", n)
+	}
+	under := &saturatedResult{Rows: []saturatedRow{row(20, 37, refused(0)), row(30, 38, refused(0))}}
+	if n := under.capNote(); !strings.Contains(n, "not judged") || !strings.Contains(n, "kept its connections under it at both (peak RSS 37.0 MiB at 20×, 38.0 MiB at 30×)") {
+		t.Errorf("capNote, cap never binding = %q", n)
 	}
 	for _, tc := range []struct {
 		rss20, rss30 int64
@@ -309,5 +313,28 @@ func TestSaturatedMemoryCheckUnrecorded(t *testing.T) {
 	}
 	if n := r.capNote(); !strings.Contains(n, "did not record") {
 		t.Errorf("capNote = %q, want it to say the counts were not recorded", n)
+	}
+}
+
+// The overhead table shows the CPU per request of each proxy, "–" where
+// none was measured, and the verdict compares sluice's with the floor's.
+func TestOverheadCPUPerRequest(t *testing.T) {
+	rows := []overheadRow{
+		{Target: "direct (no proxy)", Runs: []wrkResult{{RPS: 100000, P99: time.Millisecond}}},
+		{Target: floorRow, Runs: []wrkResult{{RPS: 80000, P99: 2 * time.Millisecond, CPUPerReq: 11500 * time.Nanosecond}}},
+		{Target: "sluice", Runs: []wrkResult{{RPS: 50000, P99: 5 * time.Millisecond, CPUPerReq: 23 * time.Microsecond}}},
+	}
+	table, _ := overheadTable(rows)
+	for _, want := range []string{"| CPU per request |", "| direct (no proxy) | 100 000 | 100 % | – | 1.00 ms | – |", "| 11.5 µs |", "| 23.0 µs |"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if v := cpuVerdict(rows); !strings.Contains(v, "23.0 µs of CPU per request and the floor 11.5 µs (2.0×)") || !strings.Contains(v, "2.50× the floor's") {
+		t.Errorf("cpuVerdict = %q", v)
+	}
+	rows[1].Runs[0].CPUPerReq = 0 // a run saved before the CPU was measured
+	if v := cpuVerdict(rows); v != "" {
+		t.Errorf("cpuVerdict without the floor's CPU = %q, want none", v)
 	}
 }

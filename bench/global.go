@@ -111,7 +111,7 @@ func (h *harness) runGlobal(ctx context.Context) error {
 		for i := 0; i < max(1, h.s.WrkReps); i++ {
 			for _, v := range vs {
 				before := redisCalls(redisAddr)
-				res, err := h.wrkCell("http://" + v.addr + "/")
+				res, err := h.wrkCell("http://"+v.addr+"/", v.p)
 				after := redisCalls(redisAddr)
 				if err != nil {
 					stopAll()

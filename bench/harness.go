@@ -325,7 +325,7 @@ func (h *harness) runOverhead(ctx context.Context) error {
 					return fmt.Errorf("overhead %s: %w", t.name, err)
 				}
 			}
-			res, err := h.wrkCell("http://" + addr + "/")
+			res, err := h.wrkCell("http://"+addr+"/", p)
 			if p != nil {
 				rows[i].RSS = max(rows[i].RSS, p.peakRSS())
 				p.stop()
@@ -361,14 +361,26 @@ func (h *harness) runCalibration() error {
 	return nil
 }
 
-func (h *harness) wrkCell(url string) (wrkResult, error) {
+// wrkCell warms url up, then runs the counted wrk run against it; with
+// the proxy p, it also measures p's CPU per request over that run.
+func (h *harness) wrkCell(url string, p *proc) (wrkResult, error) {
 	if err := waitReady(url); err != nil {
 		return wrkResult{}, err
 	}
 	if _, err := runWrk(url, 64, h.s.WrkWarmup); err != nil { // warm pools, caches, JITs of none
 		return wrkResult{}, err
 	}
-	return runWrk(url, 64, h.s.WrkDuration)
+	var before time.Duration
+	if p != nil {
+		before = p.cpu()
+	}
+	res, err := runWrk(url, 64, h.s.WrkDuration)
+	if err == nil && p != nil {
+		if n := res.RPS * float64(wrkSeconds(h.s.WrkDuration)); n > 0 {
+			res.CPUPerReq = time.Duration(float64(p.cpu()-before) / n)
+		}
+	}
+	return res, err
 }
 
 func (h *harness) runOverload(ctx context.Context) error {

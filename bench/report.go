@@ -68,6 +68,7 @@ type docData struct {
 	VsCeiling                                 string // sluice's goodput against the upstream's ceiling
 	VsPlain, VsCaddy, VsHAProxy               string // sluice's overhead throughput against them
 	FloorVerdict                              string // the Go floor row against HAProxy and sluice
+	CPUVerdict                                string // sluice's CPU per request against the floor's
 	KeysSent                                  string
 	Sluice9Section                            string // the sluice9 section, "" before it has run
 	GlobalSection                             string // the global section, "" before it has run
@@ -98,6 +99,7 @@ func (h *harness) write() error {
 	d.AllocCut = allocCut(hotpathBenchstat)
 	d.GCVerdict = gcVerdict(r.Overhead)
 	d.FloorVerdict = floorVerdict(r.Overhead)
+	d.CPUVerdict = cpuVerdict(r.Overhead)
 	var rates []string
 	for _, f := range h.s.Rates {
 		rates = append(rates, fmt.Sprintf("%g×", f))
@@ -213,6 +215,22 @@ func floorVerdict(rows []overheadRow) string {
 		"between sluice and the floor is sluice's work per request: its HTTP/1.1 loop, admission and forwarding."
 }
 
+// cpuVerdict compares sluice's CPU per request with the floor's, which is
+// what the closed loop's p99 follows on a machine the generator and the
+// upstream share.
+func cpuVerdict(rows []overheadRow) string {
+	fl, ok1 := findOverhead(rows, floorRow)
+	sl, ok2 := findOverhead(rows, "sluice")
+	if !ok1 || !ok2 || fl.CPUPerReq <= 0 || sl.CPUPerReq <= 0 || fl.P99 <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("sluice spent %s of CPU per request and the floor %s (%.1f×); sluice's p99 was %.2f× the floor's. "+
+		"The two cores are shared with wrk and the upstream, so a proxy that needs more CPU per request "+
+		"waits longer for it at every step, and its tail grows faster than its median: the p99 follows "+
+		"the CPU per request.",
+		cpuPerReq(sl.CPUPerReq), cpuPerReq(fl.CPUPerReq), float64(sl.CPUPerReq)/float64(fl.CPUPerReq), float64(sl.P99)/float64(fl.P99))
+}
+
 // gcVerdict compares sluice with and without GOGC=400 in this run.
 func gcVerdict(rows []overheadRow) string {
 	def, ok1 := findOverhead(rows, "sluice")
@@ -277,6 +295,14 @@ func mib(b int64) string {
 	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }
 
+// cpuPerReq writes a CPU time per request in microseconds; "–" for none.
+func cpuPerReq(d time.Duration) string {
+	if d <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+}
+
 // medianRun is the run with the median throughput, and the spread of
 // throughput over the runs (max-min over median).
 func medianRun(runs []wrkResult) (wrkResult, float64) {
@@ -295,7 +321,7 @@ func overheadTable(rows []overheadRow) (string, string) {
 	}
 	var b strings.Builder
 	direct, _ := medianRun(rows[0].Runs)
-	b.WriteString("| target | requests/s | of direct | p50 | p99 | peak RSS | runs (req/s) |\n|---|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| target | requests/s | of direct | p50 | p99 | CPU per request | peak RSS | runs (req/s) |\n|---|--:|--:|--:|--:|--:|--:|---|\n")
 	worst := 0.0
 	for _, r := range rows {
 		m, spread := medianRun(r.Runs)
@@ -308,8 +334,8 @@ func overheadTable(rows []overheadRow) (string, string) {
 			}
 			all = append(all, s)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f %% | %s | %s | %s | %s |\n", r.Target, thousands(m.RPS), 100*m.RPS/direct.RPS,
-			ms(m.P50), ms(m.P99), mib(r.RSS), strings.Join(all, ", "))
+		fmt.Fprintf(&b, "| %s | %s | %.0f %% | %s | %s | %s | %s | %s |\n", r.Target, thousands(m.RPS), 100*m.RPS/direct.RPS,
+			ms(m.P50), ms(m.P99), cpuPerReq(m.CPUPerReq), mib(r.RSS), strings.Join(all, ", "))
 	}
 	return b.String(), fmt.Sprintf("%.0f %%", 100*worst)
 }

@@ -16,11 +16,14 @@ type wrkResult struct {
 	P99    time.Duration
 	Non2xx int
 	Errors int // socket errors: connect, read, write, timeout
+	// CPUPerReq is the proxy's CPU time (user and system) over the counted
+	// run, per request answered; 0 where no proxy ran or it was not measured.
+	CPUPerReq time.Duration
 }
 
 // runWrk runs wrk with conns connections on 2 threads against url.
 func runWrk(url string, conns int, d time.Duration) (wrkResult, error) {
-	secs := max(1, int(d.Round(time.Second)/time.Second))
+	secs := wrkSeconds(d)
 	cmd := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", secs), "--timeout", "5s", "--latency", url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -28,6 +31,9 @@ func runWrk(url string, conns int, d time.Duration) (wrkResult, error) {
 	}
 	return parseWrk(string(out))
 }
+
+// wrkSeconds is how long wrk runs for d: whole seconds, at least one.
+func wrkSeconds(d time.Duration) int { return max(1, int(d.Round(time.Second)/time.Second)) }
 
 // parseWrk reads wrk's --latency report.
 func parseWrk(out string) (wrkResult, error) {
