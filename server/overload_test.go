@@ -172,7 +172,7 @@ routes: [{name: r, match: {path_prefix: /}, upstream: u}]
 // rest of the server block still needs a restart.
 func TestReloadOverloadLimits(t *testing.T) {
 	f := startReloadable(t)
-	cfg := strings.Replace(reloadConfig, `access_log: false}`, `access_log: false, max_inflight: 9, max_connections: 100, memory_limit: 1GiB, sched_latency_limit: 0s}`, 1)
+	cfg := strings.Replace(reloadConfig, `sched_latency_limit: 0}`, `sched_latency_limit: 250ms, max_inflight: 9, max_connections: 100, memory_limit: 1GiB}`, 1)
 	if err := os.WriteFile(f.path, []byte(fmt.Sprintf(cfg, f.up, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestReloadOverloadLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := f.s.Proxy().Overload().Limits()
-	if l.MaxInflight != 9 || l.MaxConnections != 100 || l.MemoryLimit != 1<<30 || l.SchedLatency >= 0 {
+	if l.MaxInflight != 9 || l.MaxConnections != 100 || l.MemoryLimit != 1<<30 || l.SchedLatency != 250*time.Millisecond {
 		t.Errorf("limits after reload %+v", l)
 	}
 	if srv := f.s.Config().Server; srv.MaxInflight != 9 || srv.MemoryLimit.Resolved != 1<<30 {

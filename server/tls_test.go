@@ -34,6 +34,7 @@ func newServer(t *testing.T, yaml string, rec *logRecorder) (*Server, error) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	detectorOff(cfg, yaml)
 	return New(cfg, Options{Log: slog.New(rec), Stderr: io.Discard})
 }
 
