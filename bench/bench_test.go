@@ -321,8 +321,8 @@ func TestSaturatedMemoryCheckUnrecorded(t *testing.T) {
 func TestOverheadCPUPerRequest(t *testing.T) {
 	rows := []overheadRow{
 		{Target: "direct (no proxy)", Runs: []wrkResult{{RPS: 100000, P99: time.Millisecond}}},
-		{Target: floorRow, Runs: []wrkResult{{RPS: 80000, P99: 2 * time.Millisecond, CPUPerReq: 11500 * time.Nanosecond}}},
-		{Target: "sluice", Runs: []wrkResult{{RPS: 50000, P99: 5 * time.Millisecond, CPUPerReq: 23 * time.Microsecond}}},
+		{Target: floorRow, Runs: []wrkResult{{RPS: 80000, P50: 800 * time.Microsecond, P99: 2 * time.Millisecond, CPUPerReq: 11500 * time.Nanosecond}}},
+		{Target: "sluice", Runs: []wrkResult{{RPS: 50000, P50: 1200 * time.Microsecond, P99: 5 * time.Millisecond, CPUPerReq: 23 * time.Microsecond}}},
 	}
 	table, _ := overheadTable(rows)
 	for _, want := range []string{"| CPU per request |", "| direct (no proxy) | 100 000 | 100 % | – | 1.00 ms | – |", "| 11.5 µs |", "| 23.0 µs |"} {
@@ -330,7 +330,7 @@ func TestOverheadCPUPerRequest(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	if v := cpuVerdict(rows); !strings.Contains(v, "23.0 µs of CPU per request and the floor 11.5 µs (2.0×)") || !strings.Contains(v, "2.50× the floor's") {
+	if v := cpuVerdict(rows); !strings.Contains(v, "23.0 µs of CPU per request and the floor 11.5 µs (2.0×)") || !strings.Contains(v, "p50 was 1.50× the floor's and its p99 2.50×") {
 		t.Errorf("cpuVerdict = %q", v)
 	}
 	rows[1].Runs[0].CPUPerReq = 0 // a run saved before the CPU was measured

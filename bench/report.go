@@ -221,14 +221,14 @@ func floorVerdict(rows []overheadRow) string {
 func cpuVerdict(rows []overheadRow) string {
 	fl, ok1 := findOverhead(rows, floorRow)
 	sl, ok2 := findOverhead(rows, "sluice")
-	if !ok1 || !ok2 || fl.CPUPerReq <= 0 || sl.CPUPerReq <= 0 || fl.P99 <= 0 {
+	if !ok1 || !ok2 || fl.CPUPerReq <= 0 || sl.CPUPerReq <= 0 || fl.P50 <= 0 || fl.P99 <= 0 {
 		return ""
 	}
-	return fmt.Sprintf("sluice spent %s of CPU per request and the floor %s (%.1f×); sluice's p99 was %.2f× the floor's. "+
-		"The two cores are shared with wrk and the upstream, so a proxy that needs more CPU per request "+
-		"waits longer for it at every step, and its tail grows faster than its median: the p99 follows "+
-		"the CPU per request.",
-		cpuPerReq(sl.CPUPerReq), cpuPerReq(fl.CPUPerReq), float64(sl.CPUPerReq)/float64(fl.CPUPerReq), float64(sl.P99)/float64(fl.P99))
+	return fmt.Sprintf("sluice spent %s of CPU per request and the floor %s (%.1f×); sluice's p50 was %.2f× the floor's "+
+		"and its p99 %.2f×. The two cores are shared with wrk and the upstream, so a proxy that needs more "+
+		"CPU per request waits longer for it at every step: the p99 follows the CPU per request.",
+		cpuPerReq(sl.CPUPerReq), cpuPerReq(fl.CPUPerReq), float64(sl.CPUPerReq)/float64(fl.CPUPerReq),
+		float64(sl.P50)/float64(fl.P50), float64(sl.P99)/float64(fl.P99))
 }
 
 // gcVerdict compares sluice with and without GOGC=400 in this run.
