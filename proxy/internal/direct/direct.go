@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -41,7 +42,12 @@ type Request struct {
 	Target *url.URL // the upstream target (scheme and host)
 }
 
-var _ h1.Exchange = (*Request)(nil)
+var _ h1.HeaderExchange = (*Request)(nil)
+
+// ResponseHeader is the client's response header: the transport reads
+// the common response's fields straight into it (WriteResponse then has
+// nothing to copy).
+func (x *Request) ResponseHeader() http.Header { return x.W.Header() }
 
 // WriteHead writes the upstream request head: what h1.Transport would
 // write for the request that httputil.ReverseProxy and the proxy's rewrite
@@ -126,17 +132,21 @@ func (x *Request) Interim(code int, h http.Header) error {
 // request, to w as httputil.ReverseProxy would: hop-by-hop headers
 // removed, the response's header slices moved into w's header map (res is
 // not used again), announced trailers declared and copied after the body,
-// streams flushed as they come. log receives body read errors as
-// ReverseProxy's ErrorLog would. A non-nil error means the response broke
-// off after its head was written; res's body is closed either way.
+// streams flushed as they come. A res whose Header is w's already (read
+// for a Request, a HeaderExchange) has had its fields forwarded there.
+// log receives body read errors as ReverseProxy's ErrorLog would. A
+// non-nil error means the response broke off after its head was written;
+// res's body is closed either way.
 func WriteResponse(w http.ResponseWriter, res *http.Response, log interface{ Printf(string, ...any) }) error {
-	RemoveHopByHopHeaders(res.Header)
 	h := w.Header()
-	for k, vv := range res.Header {
-		if old, ok := h[k]; ok {
-			h[k] = append(old, vv...)
-		} else {
-			h[k] = vv // res is not used again: its slices can move
+	if !sameHeader(res.Header, h) {
+		RemoveHopByHopHeaders(res.Header)
+		for k, vv := range res.Header {
+			if old, ok := h[k]; ok {
+				h[k] = append(old, vv...)
+			} else {
+				h[k] = vv // res is not used again: its slices can move
+			}
 		}
 	}
 	announced := len(res.Trailer)
@@ -170,6 +180,11 @@ func WriteResponse(w http.ResponseWriter, res *http.Response, log interface{ Pri
 		}
 	}
 	return nil
+}
+
+// sameHeader reports whether a and b are the same map.
+func sameHeader(a, b http.Header) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // hopHeaders are removed from a forwarded request and response (RFC 9110

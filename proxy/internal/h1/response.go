@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"strings"
 
 	"sluice/internal/httpsyntax"
 )
@@ -49,7 +50,13 @@ type headLine struct {
 //
 // The response's Body is http.NoBody, or its body reading the length from
 // br: that one needs its connection (body.pc) set before it is read.
-func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
+//
+// With dst not nil the fields go into dst instead of a map of the
+// response's own, as a proxy forwards them: the hop-by-hop ones and those
+// a Connection field names are left out (direct.RemoveHopByHopHeaders),
+// and a field dst has already gets the response's values appended. Header
+// is then dst, and the map and its table are not allocated.
+func readCommonResponse(br *bufio.Reader, req *http.Request, dst http.Header) *response {
 	buf, _ := br.Peek(br.Buffered())
 	end := bytes.Index(buf, crlfcrlf)
 	for end < 0 {
@@ -172,7 +179,14 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 		Close:         closing,
 		Request:       req,
 	}}
-	h := make(http.Header, n)
+	h := dst
+	if h == nil {
+		h = make(http.Header, n)
+	}
+	named := lines[:n] // the Connection fields that name hop-by-hop ones
+	if closing {
+		named = nil // gone with the close, as http.ReadResponse drops them
+	}
 	strs := r.vals[:]
 	if n > len(r.vals) {
 		strs = make([]string, n)
@@ -182,6 +196,9 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 			continue // http.ReadResponse deletes a Connection field that says close
 		}
 		key := textproto.CanonicalMIMEHeaderKey(s[l.k0:l.k1])
+		if dst != nil && hopByHop(key, s, named) {
+			continue
+		}
 		value := s[l.v0:l.v1]
 		if vv := h[key]; vv != nil {
 			h[key] = append(vv, value)
@@ -192,8 +209,9 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 			h[key] = vv
 		}
 	}
-	if noCache && !cacheControl {
-		h["Cache-Control"] = []string{"no-cache"} // HTTP/1.0's Pragma: no-cache, as http.ReadResponse reads it
+	if noCache && !cacheControl && (dst == nil || !hopByHop("Cache-Control", s, named)) {
+		// HTTP/1.0's Pragma: no-cache, as http.ReadResponse reads it.
+		h["Cache-Control"] = append(h["Cache-Control"], "no-cache")
 	}
 	r.Header = h
 	if bodyLen == 0 {
@@ -204,6 +222,30 @@ func readCommonResponse(br *bufio.Reader, req *http.Request) *response {
 	}
 	br.Discard(end + 4)
 	return r
+}
+
+// hopByHop reports whether a response field named key is hop-by-hop
+// (RFC 9110 §7.6.1): one of the fields a proxy never forwards, or one that
+// a Connection field among lines of head s names, compared as
+// RemoveHopByHopHeaders compares them (the names read are tokens, and a
+// token's canonical form is its case-folding).
+func hopByHop(key, s string, lines []headLine) bool {
+	switch key {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	for _, l := range lines {
+		if !l.conn {
+			continue
+		}
+		for e := range strings.SplitSeq(s[l.v0:l.v1], ",") {
+			if strings.EqualFold(httpsyntax.TrimOWS(e), key) { // both ASCII
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lengthReader reads a body of n bytes from br, as http.ReadResponse's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -38,6 +39,9 @@ var commonHeads = map[string]string{
 	"GET token names":    "HTTP/1.1 200 OK\r\nx-a_b.c~d!#$%&'*+^`|: v\r\nContent-Length: 0\r\n\r\n",
 	"GET status only":    "HTTP/1.1 204 No Content\r\n\r\n",
 	"GET long value":     "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("v", 3000) + "\r\nContent-Length: 0\r\n\r\n",
+	"GET hop names":      "HTTP/1.1 200 OK\r\nConnection: X-Hop, x-end\r\nX-Hop: 1\r\nX-End: upstream's\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Kept: 1\r\nContent-Length: 0\r\n\r\n",
+	"GET hop close":      "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 0\r\n\r\n",
+	"GET hop pragma":     "HTTP/1.1 200 OK\r\nPragma: no-cache\r\nConnection: cache-control\r\nContent-Length: 0\r\n\r\n",
 	"GET mixed case dup": "HTTP/1.1 200 OK\r\nx-dup: 1\r\nX-Dup: 2\r\nX-DUP: 3\r\nContent-Length: 0\r\n\r\n",
 }
 
@@ -103,7 +107,7 @@ func TestReadCommonResponse(t *testing.T) {
 // next (ReverseProxy and WriteResponse move these slices and add to them).
 func TestReadCommonResponseValues(t *testing.T) {
 	data := "HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\nContent-Length: 0\r\n\r\n"
-	r := readCommonResponse(bufio.NewReader(strings.NewReader(data)), &http.Request{Method: "GET"})
+	r := readCommonResponse(bufio.NewReader(strings.NewReader(data)), &http.Request{Method: "GET"}, nil)
 	if r == nil {
 		t.Fatal("left to http.ReadResponse")
 	}
@@ -149,7 +153,7 @@ func checkHead(t *testing.T, data []byte, method string, chunk, size int) *respo
 	fast := bufio.NewReaderSize(&chunkReader{data: data, chunk: chunk}, size)
 	std := bufio.NewReaderSize(&chunkReader{data: data, chunk: chunk}, size)
 	want, werr := http.ReadResponse(std, req)
-	r := readCommonResponse(fast, req)
+	r := readCommonResponse(fast, req, nil)
 	if r == nil {
 		// Nothing consumed: http.ReadResponse reads the same as from the
 		// untouched reader.
@@ -175,7 +179,45 @@ func checkHead(t *testing.T, data []byte, method string, chunk, size int) *respo
 	}
 	sameResponse(t, data, &r.Response, want, body)
 	sameRest(t, data, fast, std)
+	forwardedAlike(t, data, method, want.Header)
 	return r
+}
+
+// forwardedAlike fails t unless the fields of data's common head, read
+// into a proxy's header that has fields of its own already, are what a
+// proxy forwards of stdHeader (http.ReadResponse's): its hop-by-hop fields
+// removed as httputil.ReverseProxy removes them, the rest added.
+func forwardedAlike(t *testing.T, data []byte, method string, stdHeader http.Header) {
+	t.Helper()
+	own := func() http.Header {
+		return http.Header{"Ratelimit": {`"r";r=1;t=1`}, "X-End": {"proxy's"}, "Cache-Control": {"private"}}
+	}
+	want := own()
+	std := stdHeader.Clone()
+	for _, f := range std["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				std.Del(sf)
+			}
+		}
+	}
+	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
+		std.Del(k)
+	}
+	for k, vv := range std {
+		want[k] = append(want[k], vv...)
+	}
+	dst := own()
+	r := readCommonResponse(bufio.NewReader(bytes.NewReader(data)), &http.Request{Method: method}, dst)
+	if r == nil {
+		t.Fatalf("%q: read as common without a header to fill, left to http.ReadResponse with one", data)
+	}
+	if reflect.ValueOf(r.Header).UnsafePointer() != reflect.ValueOf(dst).UnsafePointer() {
+		t.Fatalf("%q: the response's header is not the one filled", data)
+	}
+	if !reflect.DeepEqual(dst, want) {
+		t.Fatalf("%q forwarded into a proxy's header as\n%v\nwant\n%v", data, dst, want)
+	}
 }
 
 // sameResponse fails t unless got (its body read from body) is want.
@@ -236,7 +278,8 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // BenchmarkReadResponseHead reads the overhead benchmark upstream's head
-// and body, with readCommonResponse and with http.ReadResponse.
+// and body, with readCommonResponse (into a map of its own, and into the
+// caller's) and with http.ReadResponse.
 func BenchmarkReadResponseHead(b *testing.B) {
 	data := goHead + strings.Repeat("x", 128)
 	req := &http.Request{Method: "GET"}
@@ -248,9 +291,27 @@ func BenchmarkReadResponseHead(b *testing.B) {
 		for b.Loop() {
 			sr.Reset(data)
 			br.Reset(sr)
-			r := readCommonResponse(br, req)
+			r := readCommonResponse(br, req, nil)
 			if r == nil {
 				b.Fatal("left to http.ReadResponse")
+			}
+			if n, _ := io.ReadFull(&r.body.lr, buf[:128]); n != 128 {
+				b.Fatal(n)
+			}
+		}
+	})
+	// Into a header of the caller's, emptied for each response, as the
+	// proxy's direct path reads into the client's response header.
+	b.Run("common-forwarded", func(b *testing.B) {
+		dst := http.Header{}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(dst)
+			sr.Reset(data)
+			br.Reset(sr)
+			r := readCommonResponse(br, req, dst)
+			if r == nil || len(dst) != 3 {
+				b.Fatalf("read %v", dst)
 			}
 			if n, _ := io.ReadFull(&r.body.lr, buf[:128]); n != 128 {
 				b.Fatal(n)

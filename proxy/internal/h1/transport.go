@@ -43,8 +43,9 @@ import (
 // request and reads the response on a pooled connection itself; the
 // response body returns the connection to the pool when read to its end.
 // The common response head (readCommonResponse: HTTP/1.1, a final status,
-// a Content-Length or no body) is read here in four allocations, where
-// http.ReadResponse, which reads every other, takes about ten.
+// a Content-Length or no body) is read here in four allocations, two for a
+// HeaderExchange, where http.ReadResponse, which reads every other, takes
+// about ten.
 //
 // What http.Transport does that matters here is kept: the response header
 // timeout and the context's deadline, as read deadlines; cancellation (a
@@ -113,6 +114,19 @@ type Exchange interface {
 	// Interim receives a 1xx response other than 101; an error ends the
 	// exchange.
 	Interim(code int, h http.Header) error
+}
+
+// A HeaderExchange is an Exchange with a header of its own for the final
+// response's fields: a proxy's, where the fields are forwarded to. When
+// the transport reads the response head itself (the common head), the
+// fields but the hop-by-hop ones go straight into that header, added to
+// what it holds, and the response's Header is it; otherwise the response
+// has a header of its own, with every field. The proxy's direct path
+// passes the client's response header, which spares each response a map
+// and the copy of its fields into the client's.
+type HeaderExchange interface {
+	Exchange
+	ResponseHeader() http.Header
 }
 
 // clientRequest is an outgoing http.Request as an Exchange: its head is
@@ -385,7 +399,11 @@ func (pc *persistConn) roundTrip(ctx context.Context, req *http.Request, x Excha
 			// The rest of the head may take longer than watchAfter.
 			pc.watch(ctx, headBy)
 		}
-		if r = readCommonResponse(pc.br, req); r != nil {
+		var dst http.Header
+		if hx, ok := x.(HeaderExchange); ok {
+			dst = hx.ResponseHeader()
+		}
+		if r = readCommonResponse(pc.br, req, dst); r != nil {
 			resp = &r.Response
 			break
 		}
