@@ -338,3 +338,43 @@ func TestOverheadCPUPerRequest(t *testing.T) {
 		t.Errorf("cpuVerdict without the floor's CPU = %q, want none", v)
 	}
 }
+
+// The work table lists the floor, each amount of work and sluice with
+// their p99 against the floor's; the verdict gives the most work within
+// 1.5× the floor's p99 and the work row nearest sluice's CPU per request.
+func TestWorkSection(t *testing.T) {
+	us := time.Microsecond
+	rows := []overheadRow{
+		{Target: floorRow, Runs: []wrkResult{{RPS: 80000, P50: 700 * us, P99: 2 * time.Millisecond, CPUPerReq: 10 * us}}},
+		{Target: "sluice", Runs: []wrkResult{{RPS: 55000, P50: 1000 * us, P99: 5400 * us, CPUPerReq: 19 * us}}},
+	}
+	work := []workRow{
+		{Work: us, overheadRow: overheadRow{Runs: []wrkResult{{RPS: 78000, P50: 710 * us, P99: 2800 * us, CPUPerReq: 11 * us}}}},
+		{Work: 2 * us, overheadRow: overheadRow{Runs: []wrkResult{{RPS: 72000, P50: 770 * us, P99: 4 * time.Millisecond, CPUPerReq: 13 * us}}}},
+		{Work: 8 * us, overheadRow: overheadRow{Runs: []wrkResult{{RPS: 50000, P50: 1100 * us, P99: 7 * time.Millisecond, CPUPerReq: 20 * us}}}},
+	}
+	table, verdict := workSection(rows, work)
+	for _, want := range []string{
+		"| nothing added (the floor row) | 80 000 | 700 µs | 2.00 ms | 1.00× | 10.0 µs |",
+		"| 1 µs of busy work | 78 000 | 710 µs | 2.80 ms | 1.40× | 11.0 µs |",
+		"| 8 µs of busy work | 50 000 | 1.10 ms | 7.00 ms | 3.50× | 20.0 µs |",
+		"| *sluice (its overhead row)* | 55 000 | 1.00 ms | 5.40 ms | 2.70× | 19.0 µs |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	for _, want := range []string{"adds up to 1 µs of CPU work per request keeps its p99 within 1.5×",
+		"sluice's CPU per request (19.0 µs) is nearest the floor's with 8 µs of work (20.0 µs), whose p99 was 3.50× the floor's; sluice's was 2.70×."} {
+		if !strings.Contains(verdict, want) {
+			t.Errorf("verdict lacks %q: %q", want, verdict)
+		}
+	}
+	work[0].Runs[0].P99 = 3100 * us // now no amount of work keeps within 1.5×
+	if _, v := workSection(rows, work); !strings.Contains(v, "Even 1 µs of CPU work per request takes the floor's own p99 past 1.5×") {
+		t.Errorf("verdict with no work within the target = %q", v)
+	}
+	if tb, v := workSection(rows, nil); tb != "" || v != "" {
+		t.Errorf("without work rows: %q %q, want none", tb, v)
+	}
+}

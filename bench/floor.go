@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,13 +21,20 @@ import (
 // messages and nothing more: GET requests without a body only, answers
 // with a Content-Length only, no header rewriting, no pooling, no
 // features. Anything else closes both connections.
+//
+// With work, each request also costs that much CPU in the floor: a busy
+// wait of half of it before the request goes upstream and half before the
+// answer goes back, where a proxy parses and decides. The harness runs the
+// floor with several amounts of work to show how the closed loop's p99
+// answers CPU per request on this machine (the "Go floor + work" table):
+// the curve a proxy's own work per request puts it on.
 
 const (
 	floorRow    = "Go floor: minimal forwarder" // its row in the overhead table
 	floorMaxBuf = 1 << 20                       // a larger message closes the connection
 )
 
-func runFloorRole(listen, target string, life time.Duration) error {
+func runFloorRole(listen, target string, life, work time.Duration) error {
 	u, err := url.Parse(target)
 	if err != nil {
 		return err
@@ -39,25 +47,43 @@ func runFloorRole(listen, target string, life time.Duration) error {
 		return err
 	}
 	defer endRole(ln, life, func() { ln.Close() })()
-	serveFloor(ln, u.Host, life)
+	serveFloor(ln, u.Host, life, work)
 	return nil
 }
 
 // serveFloor forwards each connection ln accepts to upstream until ln is
-// closed. A connection lasts at most life.
-func serveFloor(ln net.Listener, upstream string, life time.Duration) {
+// closed, with work of CPU per request. A connection lasts at most life.
+func serveFloor(ln net.Listener, upstream string, life, work time.Duration) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return // closed: stdin gone or life over
 		}
-		go floorConn(c, upstream, life)
+		go floorConn(c, upstream, life, work)
 	}
 }
 
+// busyWork keeps the CPU busy for d: what a proxy spends on a request's
+// parsing, routing and bookkeeping, without touching memory.
+func busyWork(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	start := time.Now()
+	x := uint64(d)
+	for time.Since(start) < d {
+		for range 64 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	workSink.Store(x)
+}
+
+var workSink atomic.Uint64 // keeps busyWork's loop from being optimised away
+
 // floorConn forwards one client connection's requests, one at a time,
 // over its own upstream connection; any error closes both.
-func floorConn(c net.Conn, upstream string, life time.Duration) {
+func floorConn(c net.Conn, upstream string, life, work time.Duration) {
 	defer c.Close()
 	deadline := time.Now().Add(life)
 	c.SetDeadline(deadline)
@@ -78,6 +104,7 @@ func floorConn(c net.Conn, upstream string, life time.Duration) {
 		if l, ok := contentLength(head); !ok || l > 0 || !bytes.HasPrefix(head, []byte("GET ")) {
 			return
 		}
+		busyWork(work / 2)
 		if up == nil {
 			if up, err = net.DialTimeout("tcp", upstream, 2*time.Second); err != nil {
 				return
@@ -96,6 +123,7 @@ func floorConn(c net.Conn, upstream string, life time.Duration) {
 		if !ok || l < 0 || out.fill(up, h+l) != nil {
 			return
 		}
+		busyWork(work - work/2)
 		if _, err := c.Write(out.b[:h+l]); err != nil {
 			return
 		}

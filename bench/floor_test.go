@@ -14,7 +14,10 @@ import (
 
 // startFloorChain serves the fast upstream and the floor in front of it on
 // loopback, in process, and returns the floor's address.
-func startFloorChain(t *testing.T) string {
+func startFloorChain(t *testing.T) string { return startFloorChainWork(t, 0) }
+
+// startFloorChainWork is startFloorChain with work of CPU per request.
+func startFloorChainWork(t *testing.T, work time.Duration) string {
 	t.Helper()
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(bodySize) + "\r\n\r\n" + strings.Repeat("x", bodySize))
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,7 +39,7 @@ func startFloorChain(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go serveFloor(ln, upLn.Addr().String(), time.Minute)
+	go serveFloor(ln, upLn.Addr().String(), time.Minute, work)
 	return ln.Addr().String()
 }
 
@@ -160,6 +163,39 @@ func TestFloorLargeHead(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r, err := readResponse(br); err != nil || r.status != 200 {
+			t.Fatalf("request %d: %+v, %v", i, r, err)
+		}
+	}
+}
+
+// busyWork spins for at least the time asked: the work the floor adds
+// per request is there whatever the machine's speed.
+func TestBusyWork(t *testing.T) {
+	for _, d := range []time.Duration{0, 20 * time.Microsecond, 2 * time.Millisecond} {
+		start := time.Now()
+		busyWork(d)
+		if got := time.Since(start); got < d {
+			t.Errorf("busyWork(%v) returned after %v", d, got)
+		}
+	}
+}
+
+// The floor with work per request forwards as without: every answer the
+// upstream's, on one kept-alive connection.
+func TestFloorWithWork(t *testing.T) {
+	addr := startFloorChainWork(t, 50*time.Microsecond)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range 20 {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := readResponse(br); err != nil || r.status != 200 || !r.keepAlive {
 			t.Fatalf("request %d: %+v, %v", i, r, err)
 		}
 	}

@@ -36,6 +36,7 @@ type results struct {
 	LoadAfter         string
 	Versions          map[string]string
 	Overhead          []overheadRow
+	OverheadWork      []workRow // the floor with busy work per request, beside the overhead table
 	Overload          []overloadRow
 	UpstreamCeiling   float64 // req/s of the capacity upstream alone, 20 connections
 	Profile           *profileResult
@@ -57,6 +58,20 @@ type overheadRow struct {
 	Runs   []wrkResult
 	RSS    int64 // peak RSS of the proxy, bytes (max over runs)
 }
+
+// workRow is the Go floor run with Work of busy CPU per request, in the
+// same rounds as the overhead table's targets.
+type workRow struct {
+	Work time.Duration
+	overheadRow
+}
+
+// floorWork are the amounts of work per request the floor runs with: the
+// points of the curve from CPU per request to p99 on this machine.
+var floorWork = []time.Duration{time.Microsecond, 2 * time.Microsecond, 4 * time.Microsecond, 8 * time.Microsecond}
+
+// workTarget names the floor with work in the harness's log.
+func workTarget(work time.Duration) string { return fmt.Sprintf("%s + %v of work", floorRow, work) }
 
 type overloadRow struct {
 	Proxy   string
@@ -308,6 +323,10 @@ func (h *harness) runOverhead(ctx context.Context) error {
 	}
 	defer up.stop()
 	targets := h.overheadTargets()
+	main := len(targets)
+	for _, w := range floorWork {
+		targets = append(targets, peer{workTarget(w), forwarderRole("Go floor", "floor", "-work", w.String())})
+	}
 	rows := make([]overheadRow, len(targets))
 	// Repetitions go round the targets rather than repeating one target
 	// back to back, so that a burst of other work on the machine spreads
@@ -337,7 +356,11 @@ func (h *harness) runOverhead(ctx context.Context) error {
 			rows[i].Runs = append(rows[i].Runs, res)
 		}
 	}
-	h.res.Overhead = rows
+	h.res.Overhead = rows[:main]
+	h.res.OverheadWork = nil
+	for i, w := range floorWork {
+		h.res.OverheadWork = append(h.res.OverheadWork, workRow{Work: w, overheadRow: rows[main+i]})
+	}
 	return nil
 }
 

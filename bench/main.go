@@ -101,6 +101,7 @@ func main() {
 	plain := flag.Bool("plain", false, "internal: upstream workers sleep the service time without paying back timer lateness")
 	target := flag.String("target", "", "internal: plainproxy's and floor's upstream URL")
 	life := flag.Duration("life", childLife, "internal: a role's longest life")
+	work := flag.Duration("work", 0, "internal: floor's busy CPU per request")
 	logPath := flag.String("log", "", "internal: guard's log file")
 	cfgPath := flag.String("config", "", "internal: profile role's sluice config")
 	cpuOut := flag.String("cpuprofile", "", "internal: profile role's CPU profile")
@@ -118,7 +119,7 @@ func main() {
 		case "plainproxy":
 			err = runPlainProxyRole(*listen, *target, *life)
 		case "floor":
-			err = runFloorRole(*listen, *target, *life)
+			err = runFloorRole(*listen, *target, *life, *work)
 		case "guard":
 			err = runGuard(*logPath, *life, env, flag.Arg(0), flag.Args()[1:])
 		case "profile":

@@ -249,14 +249,15 @@ func startCaddy(h *harness, m mode, upstream string) (*proc, string, error) {
 
 // forwarderRole starts a child role of this binary that forwards to the
 // upstream: plainproxy (httputil.ReverseProxy), or floor (the minimal Go
-// forwarder of floor.go, a reference row of the overhead table, not a peer).
-func forwarderRole(name, role string) func(*harness, mode, string) (*proc, string, error) {
+// forwarder of floor.go, a reference row of the overhead table, not a
+// peer), with args added to its flags.
+func forwarderRole(name, role string, args ...string) func(*harness, mode, string) (*proc, string, error) {
 	return func(h *harness, m mode, upstream string) (*proc, string, error) {
 		addr, err := freePort()
 		if err != nil {
 			return nil, "", err
 		}
-		p, err := startSelf(name, "-role", role, "-listen", addr, "-target", "http://"+upstream, "-life", childLife.String())
+		p, err := startSelf(name, append([]string{"-role", role, "-listen", addr, "-target", "http://" + upstream, "-life", childLife.String()}, args...)...)
 		if err != nil {
 			return nil, "", err
 		}

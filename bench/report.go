@@ -69,6 +69,7 @@ type docData struct {
 	VsPlain, VsCaddy, VsHAProxy               string // sluice's overhead throughput against them
 	FloorVerdict                              string // the Go floor row against HAProxy and sluice
 	CPUVerdict                                string // sluice's CPU per request against the floor's
+	WorkTable, WorkVerdict                    string // the floor with busy work per request; "" before it ran
 	KeysSent                                  string
 	Sluice9Section                            string // the sluice9 section, "" before it has run
 	GlobalSection                             string // the global section, "" before it has run
@@ -100,6 +101,7 @@ func (h *harness) write() error {
 	d.GCVerdict = gcVerdict(r.Overhead)
 	d.FloorVerdict = floorVerdict(r.Overhead)
 	d.CPUVerdict = cpuVerdict(r.Overhead)
+	d.WorkTable, d.WorkVerdict = workSection(r.Overhead, r.OverheadWork)
 	var rates []string
 	for _, f := range h.s.Rates {
 		rates = append(rates, fmt.Sprintf("%g×", f))
@@ -229,6 +231,65 @@ func cpuVerdict(rows []overheadRow) string {
 		"CPU per request waits longer for it at every step: the p99 follows the CPU per request.",
 		cpuPerReq(sl.CPUPerReq), cpuPerReq(fl.CPUPerReq), float64(sl.CPUPerReq)/float64(fl.CPUPerReq),
 		float64(sl.P50)/float64(fl.P50), float64(sl.P99)/float64(fl.P99))
+}
+
+// workSection is the table of the floor with busy work per request, the
+// floor and sluice beside it, and what it shows of the p99 target: how much
+// work per request a Go forwarder can add before its p99 passes 1.5× the
+// floor's, and where sluice's CPU per request puts it on that curve. Both
+// are "" without the rows.
+func workSection(rows []overheadRow, work []workRow) (table, verdict string) {
+	fl, ok1 := findOverhead(rows, floorRow)
+	sl, ok2 := findOverhead(rows, "sluice")
+	if !ok1 || !ok2 || len(work) == 0 || fl.P99 <= 0 {
+		return "", ""
+	}
+	var b strings.Builder
+	b.WriteString("| the floor, with per request | requests/s | p50 | p99 | p99 ÷ the floor's | CPU per request |\n|---|--:|--:|--:|--:|--:|\n")
+	line := func(name string, m wrkResult) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f× | %s |\n", name, thousands(m.RPS), ms(m.P50), ms(m.P99), float64(m.P99)/float64(fl.P99), cpuPerReq(m.CPUPerReq))
+	}
+	line("nothing added (the floor row)", fl)
+	var within time.Duration // the most work whose p99 is within 1.5× the floor's
+	var near *workRow        // the row whose CPU per request is nearest sluice's
+	var nearM wrkResult
+	for i := range work {
+		m, _ := medianRun(work[i].Runs)
+		if len(work[i].Runs) == 0 {
+			continue
+		}
+		line(workText(work[i].Work)+" of busy work", m)
+		if float64(m.P99) <= 1.5*float64(fl.P99) && work[i].Work > within {
+			within = work[i].Work
+		}
+		if m.CPUPerReq > 0 && sl.CPUPerReq > 0 && (near == nil || absDur(m.CPUPerReq-sl.CPUPerReq) < absDur(nearM.CPUPerReq-sl.CPUPerReq)) {
+			near, nearM = &work[i], m
+		}
+	}
+	fmt.Fprintf(&b, "| *sluice (its overhead row)* | %s | %s | %s | %.2f× | %s |\n", thousands(sl.RPS), ms(sl.P50), ms(sl.P99), float64(sl.P99)/float64(fl.P99), cpuPerReq(sl.CPUPerReq))
+	if within > 0 {
+		verdict = fmt.Sprintf("A Go forwarder that adds up to %s of CPU work per request keeps its p99 within 1.5× the floor's in this run; with more, it does not. ", workText(within))
+	} else {
+		verdict = fmt.Sprintf("Even %s of CPU work per request takes the floor's own p99 past 1.5× what it was without: ", workText(work[0].Work)) +
+			"in this closed loop on two shared cores, the p99 target leaves a Go forwarder less than that for all its HTTP work. "
+	}
+	if near != nil {
+		verdict += fmt.Sprintf("sluice's CPU per request (%s) is nearest the floor's with %s of work (%s), whose p99 was %.2f× the floor's; sluice's was %.2f×.",
+			cpuPerReq(sl.CPUPerReq), workText(near.Work), cpuPerReq(nearM.CPUPerReq), float64(nearM.P99)/float64(fl.P99), float64(sl.P99)/float64(fl.P99))
+	}
+	return b.String(), verdict
+}
+
+// workText is an amount of work per request in microseconds.
+func workText(d time.Duration) string {
+	return fmt.Sprintf("%g µs", float64(d)/float64(time.Microsecond))
+}
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 // gcVerdict compares sluice with and without GOGC=400 in this run.
