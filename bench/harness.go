@@ -290,7 +290,13 @@ func (h *harness) readVersions() {
 // startUpstream runs a synthetic upstream: fast (slots 0) or of limited
 // capacity.
 func (h *harness) startUpstream(slots int, service time.Duration) (*proc, error) {
-	return startSelf("upstream", "-role", "upstream", "-slots", fmt.Sprint(slots), "-service", service.String(), "-life", childLife.String())
+	return h.startUpstreamFor(slots, service, childLife)
+}
+
+// startUpstreamFor is startUpstream for a scenario that keeps one
+// upstream longer than childLife: it lives at most life.
+func (h *harness) startUpstreamFor(slots int, service, life time.Duration) (*proc, error) {
+	return startSelf("upstream", "-role", "upstream", "-slots", fmt.Sprint(slots), "-service", service.String(), "-life", life.String())
 }
 
 // startPlainUpstream runs the capacity upstream without lateness
@@ -317,16 +323,19 @@ func (h *harness) overheadTargets() []peer {
 }
 
 func (h *harness) runOverhead(ctx context.Context) error {
-	up, err := h.startUpstream(0, 0)
-	if err != nil {
-		return err
-	}
-	defer up.stop()
 	targets := h.overheadTargets()
 	main := len(targets)
 	for _, w := range floorWork {
 		targets = append(targets, peer{workTarget(w), forwarderRole("Go floor", "floor", "-work", w.String())})
 	}
+	// One upstream serves every target of every round: it must outlive
+	// them all (each cell is a warm-up, the counted run and a start).
+	cell := h.s.WrkWarmup + h.s.WrkDuration + 10*time.Second
+	up, err := h.startUpstreamFor(0, 0, childLife+time.Duration(len(targets)*h.s.WrkReps)*cell)
+	if err != nil {
+		return err
+	}
+	defer up.stop()
 	rows := make([]overheadRow, len(targets))
 	// Repetitions go round the targets rather than repeating one target
 	// back to back, so that a burst of other work on the machine spreads
