@@ -11,9 +11,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"sluice/config"
 	"sluice/internal/testutil"
+	"sluice/overload"
 )
 
 // syncBuffer is a log sink tests can read while the proxy writes.
@@ -25,8 +27,17 @@ type testProxy struct {
 	logs *syncBuffer
 }
 
+// calmMachine is the overload manager's sampler for tests that start the
+// proxy (Start runs it) but do not test the saturation detector: the
+// scheduling latency it reads is always 0, so the detector never judges
+// the machine the tests share and never refuses their requests
+// "overloaded". Tests of the detector feed it their own latencies.
+var calmMachine = overload.Options{Sched: func() time.Duration { return 0 }}
+
 // startProxy compiles yaml and serves it on a real loopback listener.
-// Health checks are not started: tests drive them with CheckNow.
+// Health checks are not started: tests drive them with CheckNow; a test
+// that calls Start runs them and the overload manager's sampler, with
+// calmMachine's latencies.
 func startProxy(t *testing.T, yaml string) *testProxy {
 	t.Helper()
 	cfg, err := config.Parse("test.yaml", []byte(yaml))
@@ -34,7 +45,7 @@ func startProxy(t *testing.T, yaml string) *testProxy {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
 	logs := &syncBuffer{}
-	p, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, nil))})
+	p, err := New(cfg, Options{Log: slog.New(slog.NewJSONHandler(logs, nil)), Overload: calmMachine})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ routes:
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	p, err := New(cfg, Options{Clock: clk, Log: slog.New(slog.DiscardHandler), AccessLog: slog.New(slog.NewJSONHandler(logs, nil))})
+	p, err := New(cfg, Options{Clock: clk, Log: slog.New(slog.DiscardHandler), AccessLog: slog.New(slog.NewJSONHandler(logs, nil)), Overload: calmMachine})
 	if err != nil {
 		t.Fatal(err)
 	}
