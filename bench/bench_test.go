@@ -378,3 +378,33 @@ func TestWorkSection(t *testing.T) {
 		t.Errorf("without work rows: %q %q, want none", tb, v)
 	}
 }
+
+// The open-loop table gives, per rate, the median p50 and p99 of the
+// floor, sluice and HAProxy over the rounds, and sluice's p99 against the
+// floor's; the verdict sorts the rates by the 1.5× bound.
+func TestOpenSection(t *testing.T) {
+	us := time.Microsecond
+	run := func(p50, p99 time.Duration, lost int) openRun { return openRun{P50: p50, P99: p99, Lost: lost} }
+	rows := []openRow{
+		{Target: floorRow, Rate: 5000, Runs: []openRun{run(600*us, 1400*us, 0), run(610*us, 1300*us, 0), run(590*us, 9*time.Millisecond, 0)}},
+		{Target: floorRow, Rate: 20000, Runs: []openRun{run(540*us, 1600*us, 0)}},
+		{Target: "sluice", Rate: 5000, Runs: []openRun{run(620*us, 1500*us, 1), run(600*us, 1450*us, 0), run(615*us, 1600*us, 0)}},
+		{Target: "sluice", Rate: 20000, Runs: []openRun{run(530*us, 3600*us, 0)}},
+		{Target: "HAProxy", Rate: 5000, Runs: []openRun{run(500*us, 1000*us, 0)}},
+	}
+	table, verdict := openSection(rows)
+	for _, want := range []string{
+		"| 5 000 req/s | 600 µs / 1.40 ms | 615 µs / 1.50 ms | 1.07× | 500 µs / 1.00 ms | 1 |",
+		"| 20 000 req/s | 540 µs / 1.60 ms | 530 µs / 3.60 ms | 2.25× | – | 0 |",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	if want := "within 1.5× the floor's at 5 000 req/s (1.07×), and went past it at 20 000 req/s (2.25×)."; !strings.Contains(verdict, want) {
+		t.Errorf("verdict = %q, want it to contain %q", verdict, want)
+	}
+	if tb, v := openSection(nil); tb != "" || v != "" {
+		t.Errorf("before the part ran: %q %q, want none", tb, v)
+	}
+}

@@ -37,6 +37,7 @@ type results struct {
 	Versions          map[string]string
 	Overhead          []overheadRow
 	OverheadWork      []workRow // the floor with busy work per request, beside the overhead table
+	OverheadOpen      []openRow // the floor, sluice and HAProxy at fixed rates, open loop
 	Overload          []overloadRow
 	UpstreamCeiling   float64 // req/s of the capacity upstream alone, 20 connections
 	Profile           *profileResult
@@ -69,6 +70,35 @@ type workRow struct {
 // floorWork are the amounts of work per request the floor runs with: the
 // points of the curve from CPU per request to p99 on this machine.
 var floorWork = []time.Duration{time.Microsecond, 2 * time.Microsecond, 4 * time.Microsecond, 8 * time.Microsecond}
+
+// openRates are the offered rates of the overhead scenario's open-loop
+// part: a half, a tenth and less of what sluice passes in the closed loop.
+var openRates = []float64{5000, 10000, 20000}
+
+// openWarmup and openDuration are how long each rate of the open-loop
+// part runs uncounted and counted: shorter than a closed-loop cell, as the
+// part runs three rates per target.
+func (s settings) openWarmup() time.Duration   { return s.WrkWarmup / 2 }
+func (s settings) openDuration() time.Duration { return s.WrkDuration * 5 / 8 }
+
+// openTargets are the targets of the open-loop part, by overhead row name.
+var openTargets = []string{floorRow, "sluice", "HAProxy"}
+
+// openRow is one target at one fixed rate, open loop: the latency it adds
+// below saturation, where the closed loop measures it at saturation.
+type openRow struct {
+	Target string
+	Rate   float64
+	Runs   []openRun
+}
+
+// openRun is one open-loop run's 2xx latencies, from each request's
+// scheduled time.
+type openRun struct {
+	P50, P99   time.Duration
+	Late       time.Duration // how far the generator fell behind its schedule at worst
+	Sent, Lost int
+}
 
 // workTarget names the floor with work in the harness's log.
 func workTarget(work time.Duration) string { return fmt.Sprintf("%s + %v of work", floorRow, work) }
@@ -331,7 +361,9 @@ func (h *harness) runOverhead(ctx context.Context) error {
 	// One upstream serves every target of every round: it must outlive
 	// them all (each cell is a warm-up, the counted run and a start).
 	cell := h.s.WrkWarmup + h.s.WrkDuration + 10*time.Second
-	up, err := h.startUpstreamFor(0, 0, childLife+time.Duration(len(targets)*h.s.WrkReps)*cell)
+	openCell := h.s.openWarmup() + h.s.openDuration() + 5*time.Second
+	life := childLife + time.Duration(len(targets)*h.s.WrkReps)*cell + time.Duration(len(openTargets)*len(openRates)*h.s.WrkReps)*openCell
+	up, err := h.startUpstreamFor(0, 0, life)
 	if err != nil {
 		return err
 	}
@@ -370,6 +402,57 @@ func (h *harness) runOverhead(ctx context.Context) error {
 	for i, w := range floorWork {
 		h.res.OverheadWork = append(h.res.OverheadWork, workRow{Work: w, overheadRow: rows[main+i]})
 	}
+	return h.runOverheadOpen(ctx, targets, up.line)
+}
+
+// runOverheadOpen runs the open-loop part of the overhead scenario: each
+// of openTargets at each of openRates, a fresh process per target and
+// round, the rates in rising order, rounds round-robin as above.
+func (h *harness) runOverheadOpen(ctx context.Context, targets []peer, upstream string) error {
+	var rows []openRow
+	for rep := 0; rep < h.s.WrkReps; rep++ {
+		i := 0
+		for _, name := range openTargets {
+			var t peer
+			for _, c := range targets {
+				if c.name == name {
+					t = c
+				}
+			}
+			if t.start == nil {
+				continue
+			}
+			p, addr, err := t.start(h, overhead, upstream)
+			if err != nil {
+				return fmt.Errorf("overhead open loop %s: %w", name, err)
+			}
+			if err := waitReady("http://" + addr + "/"); err != nil {
+				p.stop()
+				return fmt.Errorf("overhead open loop %s: %w", name, err)
+			}
+			for _, rate := range openRates {
+				if ctx.Err() != nil {
+					p.stop()
+					return ctx.Err()
+				}
+				res, err := runOpen(ctx, openLoad{Addr: addr, Path: "/", Rate: rate, Warmup: h.s.openWarmup(),
+					Duration: h.s.openDuration(), Timeout: h.s.LoadTimeout, MaxConns: 256})
+				if err != nil {
+					p.stop()
+					return fmt.Errorf("overhead open loop %s at %.0f/s: %w", name, rate, err)
+				}
+				res.summarize(h.s.LoadTimeout)
+				if rep == 0 {
+					rows = append(rows, openRow{Target: name, Rate: rate})
+				}
+				rows[i].Runs = append(rows[i].Runs, openRun{P50: res.OKP50, P99: res.OKP99, Late: res.Late, Sent: res.Sent, Lost: res.Lost})
+				h.logf("overhead open loop %-24s %6.0f req/s  p50 %-8v p99 %v  lost %d", name, rate, res.OKP50, res.OKP99, res.Lost)
+				i++
+			}
+			p.stop()
+		}
+	}
+	h.res.OverheadOpen = rows
 	return nil
 }
 

@@ -70,6 +70,8 @@ type docData struct {
 	FloorVerdict                              string // the Go floor row against HAProxy and sluice
 	CPUVerdict                                string // sluice's CPU per request against the floor's
 	WorkTable, WorkVerdict                    string // the floor with busy work per request; "" before it ran
+	OpenTable, OpenVerdict                    string // fixed rates, open loop; "" before they ran
+	OpenFor                                   string // how long each rate ran
 	KeysSent                                  string
 	Sluice9Section                            string // the sluice9 section, "" before it has run
 	GlobalSection                             string // the global section, "" before it has run
@@ -102,6 +104,8 @@ func (h *harness) write() error {
 	d.FloorVerdict = floorVerdict(r.Overhead)
 	d.CPUVerdict = cpuVerdict(r.Overhead)
 	d.WorkTable, d.WorkVerdict = workSection(r.Overhead, r.OverheadWork)
+	d.OpenTable, d.OpenVerdict = openSection(r.OverheadOpen)
+	d.OpenFor = r.Settings.openDuration().String()
 	var rates []string
 	for _, f := range h.s.Rates {
 		rates = append(rates, fmt.Sprintf("%g×", f))
@@ -276,6 +280,71 @@ func workSection(rows []overheadRow, work []workRow) (table, verdict string) {
 	if near != nil {
 		verdict += fmt.Sprintf("sluice's CPU per request (%s) is nearest the floor's with %s of work (%s), whose p99 was %.2f× the floor's; sluice's was %.2f×.",
 			cpuPerReq(sl.CPUPerReq), workText(near.Work), cpuPerReq(nearM.CPUPerReq), float64(nearM.P99)/float64(fl.P99), float64(sl.P99)/float64(fl.P99))
+	}
+	return b.String(), verdict
+}
+
+// openSection is the table of the open-loop part of the overhead scenario
+// (one line per rate: the floor's, sluice's and HAProxy's median p50 and
+// p99 over the rounds) and what it shows: at which rates sluice's p99 is
+// within 1.5× the floor's. Both are "" before it has run.
+func openSection(rows []openRow) (table, verdict string) {
+	find := func(target string, rate float64) (p50, p99 time.Duration, lost int, ok bool) {
+		for _, r := range rows {
+			if r.Target != target || r.Rate != rate || len(r.Runs) == 0 {
+				continue
+			}
+			var p50s, p99s []time.Duration
+			for _, run := range r.Runs {
+				p50s, p99s = append(p50s, run.P50), append(p99s, run.P99)
+				lost += run.Lost
+			}
+			slices.Sort(p50s)
+			slices.Sort(p99s)
+			return p50s[len(p50s)/2], p99s[len(p99s)/2], lost, true
+		}
+		return 0, 0, 0, false
+	}
+	var rates []float64
+	for _, r := range rows {
+		if !slices.Contains(rates, r.Rate) {
+			rates = append(rates, r.Rate)
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| offered, open loop | Go floor p50 / p99 | sluice p50 / p99 | sluice's p99 ÷ the floor's | HAProxy p50 / p99 | lost (all runs) |\n|--:|--:|--:|--:|--:|--:|\n")
+	var within, past []string
+	for _, rate := range rates {
+		f50, f99, fl, ok1 := find(floorRow, rate)
+		s50, s99, sl, ok2 := find("sluice", rate)
+		if !ok1 || !ok2 || f99 <= 0 {
+			continue
+		}
+		hp := "–"
+		lost := fl + sl
+		if h50, h99, hl, ok := find("HAProxy", rate); ok {
+			hp = ms(h50) + " / " + ms(h99)
+			lost += hl
+		}
+		ratio := float64(s99) / float64(f99)
+		fmt.Fprintf(&b, "| %s req/s | %s / %s | %s / %s | %.2f× | %s | %d |\n", thousands(rate), ms(f50), ms(f99), ms(s50), ms(s99), ratio, hp, lost)
+		at := fmt.Sprintf("%s req/s (%.2f×)", thousands(rate), ratio)
+		if ratio <= 1.5 {
+			within = append(within, at)
+		} else {
+			past = append(past, at)
+		}
+	}
+	if len(within)+len(past) == 0 {
+		return "", ""
+	}
+	switch {
+	case len(past) == 0:
+		verdict = "sluice's p99 stayed within 1.5× the floor's at every rate: " + strings.Join(within, ", ") + "."
+	case len(within) == 0:
+		verdict = "sluice's p99 was past 1.5× the floor's at every rate: " + strings.Join(past, ", ") + "."
+	default:
+		verdict = "sluice's p99 stayed within 1.5× the floor's at " + strings.Join(within, ", ") + ", and went past it at " + strings.Join(past, ", ") + "."
 	}
 	return b.String(), verdict
 }
