@@ -187,14 +187,6 @@ func sameHeader(a, b http.Header) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-// hopHeaders are removed from a forwarded request and response (RFC 9110
-// §7.6.1), as ReverseProxy removes them, with those the Connection header
-// names.
-var hopHeaders = [...]string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
 // dropFromRequest reports whether header k of the client's request is left
 // out of the upstream head: hop-by-hop, the client's forwarding headers
 // (sluice writes its own), or written apart (Host, User-Agent) or never
@@ -271,7 +263,7 @@ func RemoveHopByHopHeaders(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
+	for _, k := range h1.HopHeaders {
 		delete(h, k)
 	}
 }

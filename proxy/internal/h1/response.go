@@ -224,16 +224,24 @@ func readCommonResponse(br *bufio.Reader, req *http.Request, dst http.Header) *r
 	return r
 }
 
+// HopHeaders are the fields a proxy removes from a forwarded request and
+// response (RFC 9110 §7.6.1), as httputil.ReverseProxy removes them,
+// besides those a Connection field names.
+var HopHeaders = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
 // hopByHop reports whether a response field named key is hop-by-hop
 // (RFC 9110 §7.6.1): one of the fields a proxy never forwards, or one that
 // a Connection field among lines of head s names, compared as
 // RemoveHopByHopHeaders compares them (the names read are tokens, and a
 // token's canonical form is its case-folding).
 func hopByHop(key, s string, lines []headLine) bool {
-	switch key {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
+	for _, h := range HopHeaders {
+		if key == h {
+			return true
+		}
 	}
 	for _, l := range lines {
 		if !l.conn {
