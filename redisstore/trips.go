@@ -176,9 +176,11 @@ func (t *tripState) poll(ctx context.Context, s *Store) {
 		return
 	}
 	pipe := s.client.Pipeline()
-	cmds := make([]*redis.DurationCmd, len(names))
+	ttls := make([]*redis.DurationCmd, len(names))
+	holders := make([]*redis.StringCmd, len(names))
 	for i, n := range names {
-		cmds[i] = pipe.PTTL(ctx, tripKeyPrefix+n)
+		holders[i] = pipe.Get(ctx, tripKeyPrefix+n)
+		ttls[i] = pipe.PTTL(ctx, tripKeyPrefix+n)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		if ctx.Err() == nil {
@@ -186,7 +188,12 @@ func (t *tripState) poll(ctx context.Context, s *Store) {
 		}
 		return
 	}
-	for i, c := range cmds {
+	for i, c := range ttls {
+		// The key holds the replica whose trip set its end: this one's
+		// own trips are not news to it, polled any more than published.
+		if holder, err := holders[i].Result(); err == nil && holder == t.id {
+			continue
+		}
 		if left, err := c.Result(); err == nil && left > 0 {
 			t.deliver(names[i], left)
 		}

@@ -69,3 +69,27 @@ func TestTrips(t *testing.T) {
 		t.Fatal("c told of a trip nobody published")
 	}
 }
+
+// TestTripsPollSkipsOwn: polling the keys tells a replica of the open
+// periods others set, never of one it set itself, whenever the poll runs.
+func TestTripsPollSkipsOwn(t *testing.T) {
+	r := testutil.StartRedis(t, testutil.RedisOptions{})
+	a, _ := open(t, redisConfig(r.Addr))
+	b, _ := open(t, redisConfig(r.Addr))
+	var la, lb tripLog
+	a.WatchTrips([]string{"api"}, la.handle)
+	b.WatchTrips([]string{"api"}, lb.handle)
+	a.PublishTrip("api", 30*time.Second)
+	testutil.WaitFor(t, "trip key set", func() bool { return r.Do("EXISTS", "sluice:breaker:api") == ":1" })
+	a.trips.poll(t.Context(), a)
+	if _, ok := la.left("api"); ok {
+		t.Fatal("a's poll told a of its own trip")
+	}
+	lb.mu.Lock()
+	lb.got = nil
+	lb.mu.Unlock()
+	b.trips.poll(t.Context(), b)
+	if d, ok := lb.left("api"); !ok || d < 29*time.Second {
+		t.Fatalf("b's poll: %v %v, want the open period a set", d, ok)
+	}
+}
