@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -52,36 +53,47 @@ func TestOpenLoopVariants(t *testing.T) {
 }
 
 // TestUpstreamSlotsLowered: the control endpoint lowers the capacity
-// upstream's slots at runtime. Only a lower bound on time is asserted (a
-// sleep is never shorter than asked): on one slot, two requests take two
-// service times.
+// upstream's slots at runtime, the free ones at once: right after it, six
+// requests sent together are served one at a time (the upstream's peak of
+// requests in service, not a duration, is what is checked).
 func TestUpstreamSlotsLowered(t *testing.T) {
-	srv := httptest.NewServer(upstreamHandler(2, 50*time.Millisecond, false))
+	srv := httptest.NewServer(upstreamHandler(2, 20*time.Millisecond, false))
 	defer srv.Close()
-	took := func() time.Duration {
-		start := time.Now()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	// burst sends n requests at once and returns the most the upstream
+	// had in service at once since the last change of its slots.
+	burst := func(n int) string {
 		var wg sync.WaitGroup
-		for i := 0; i < 2; i++ {
+		for range n {
 			wg.Go(func() {
 				resp, err := http.Get(srv.URL + "/")
 				if err != nil {
 					t.Error(err)
 					return
 				}
+				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			})
 		}
 		wg.Wait()
-		return time.Since(start)
+		resp, err := http.Get(srv.URL + "/_bench/slots")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b))
 	}
-	took()
-	if err := setUpstreamSlots(strings.TrimPrefix(srv.URL, "http://"), 1); err != nil {
+	if got := burst(6); got != "peak 1" && got != "peak 2" {
+		t.Fatalf("two slots: %q", got)
+	}
+	if err := setUpstreamSlots(addr, 1); err != nil {
 		t.Fatal(err)
 	}
-	if d := took(); d < 95*time.Millisecond {
-		t.Errorf("two requests on one slot took %v, want two service times", d)
+	if got := burst(6); got != "peak 1" {
+		t.Errorf("six requests at once on one slot: %q, want one in service at a time", got)
 	}
-	if err := setUpstreamSlots(strings.TrimPrefix(srv.URL, "http://"), 2); err == nil {
+	if err := setUpstreamSlots(addr, 2); err == nil {
 		t.Error("raising the slots was accepted")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -51,13 +52,20 @@ func upstreamHandler(slots int, service time.Duration, plain bool) http.Handler 
 		}
 	}
 	var mu sync.Mutex
-	held := 0 // slots taken away by the control endpoint
+	held := 0                   // slots taken away by the control endpoint
+	var busy, peak atomic.Int64 // requests in service now; most at once since the last change
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The control endpoint (scenario (b): capacity changes mid-run):
 		// POST /_bench/slots?n=N lowers the number of slots to N by taking
-		// slots away for good, each as soon as it frees, in line with the
-		// waiting requests. Only lowering is supported.
+		// slots away for good: at once those that are free, the others as
+		// soon as they free, in line with the waiting requests. Only
+		// lowering is supported. GET answers "peak P": the most requests
+		// in service at once since the last POST.
 		if r.URL.Path == "/_bench/slots" && free != nil {
+			if r.Method == http.MethodGet {
+				fmt.Fprintf(w, "peak %d\n", peak.Load())
+				return
+			}
 			n, err := strconv.Atoi(r.URL.Query().Get("n"))
 			mu.Lock()
 			defer mu.Unlock()
@@ -66,8 +74,13 @@ func upstreamHandler(slots int, service time.Duration, plain bool) http.Handler 
 				return
 			}
 			for ; slots-held > n; held++ {
-				go func() { <-free }()
+				select {
+				case <-free:
+				default:
+					go func() { <-free }()
+				}
 			}
+			peak.Store(busy.Load())
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
@@ -79,11 +92,18 @@ func upstreamHandler(slots int, service time.Duration, plain bool) http.Handler 
 			case <-r.Context().Done():
 				return
 			}
+			for b := busy.Add(1); ; {
+				p := peak.Load()
+				if b <= p || peak.CompareAndSwap(p, b) {
+					break
+				}
+			}
 			if plain {
 				time.Sleep(service)
 			} else {
 				s.serve(arrived, service)
 			}
+			busy.Add(-1)
 			free <- s
 		}
 		w.Header()["Content-Type"] = hdr
