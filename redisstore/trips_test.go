@@ -31,16 +31,24 @@ func (l *tripLog) left(name string) (time.Duration, bool) {
 	return d, ok
 }
 
+// watchingPair starts a Redis and two replicas, a and b, watching the
+// trips of upstream "api", each into a log of its own.
+func watchingPair(t *testing.T) (r *testutil.Redis, a, b *Store, la, lb *tripLog) {
+	t.Helper()
+	r = testutil.StartRedis(t, testutil.RedisOptions{})
+	a, _ = open(t, redisConfig(r.Addr))
+	b, _ = open(t, redisConfig(r.Addr))
+	la, lb = &tripLog{}, &tripLog{}
+	a.WatchTrips([]string{"api"}, la.handle)
+	b.WatchTrips([]string{"api"}, lb.handle)
+	return r, a, b, la, lb
+}
+
 // TestTrips: a trip published by one replica reaches another at once with
 // the time left, never its own publisher, and a replica that starts
 // watching later finds the open period by polling.
 func TestTrips(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	a, _ := open(t, redisConfig(r.Addr))
-	b, _ := open(t, redisConfig(r.Addr))
-	var la, lb tripLog
-	a.WatchTrips([]string{"api"}, la.handle)
-	b.WatchTrips([]string{"api"}, lb.handle)
+	r, a, _, la, lb := watchingPair(t)
 	// Let b's subscription settle, as a replica does long before a trip.
 	testutil.WaitFor(t, "b subscribed", func() bool { return r.Do("PUBSUB", "NUMSUB", TripChannel) == TripChannel+" :2" })
 	a.PublishTrip("api", 30*time.Second)
@@ -73,12 +81,7 @@ func TestTrips(t *testing.T) {
 // TestTripsPollSkipsOwn: polling the keys tells a replica of the open
 // periods others set, never of one it set itself, whenever the poll runs.
 func TestTripsPollSkipsOwn(t *testing.T) {
-	r := testutil.StartRedis(t, testutil.RedisOptions{})
-	a, _ := open(t, redisConfig(r.Addr))
-	b, _ := open(t, redisConfig(r.Addr))
-	var la, lb tripLog
-	a.WatchTrips([]string{"api"}, la.handle)
-	b.WatchTrips([]string{"api"}, lb.handle)
+	r, a, b, la, lb := watchingPair(t)
 	a.PublishTrip("api", 30*time.Second)
 	testutil.WaitFor(t, "trip key set", func() bool { return r.Do("EXISTS", "sluice:breaker:api") == ":1" })
 	a.trips.poll(t.Context(), a)
