@@ -306,10 +306,13 @@ func TestMetricsPassPromtool(t *testing.T) {
 	}))
 	defer up.Close()
 	redis := testutil.StartRedis(t, testutil.RedisOptions{})
+	// A generous decision timeout: the store must stay up (the metrics
+	// below say so) on a loaded test machine, where Redis answers in more
+	// than the default 5ms.
 	s := startServer(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0"}
 admin: {listen: "127.0.0.1:0"}
-redis: {addrs: [%q]}
+redis: {addrs: [%q], timeout: 500ms}
 upstreams:
   - {name: u, targets: ["%s"], breaker: {consecutive_failures: 2}}
 routes:
