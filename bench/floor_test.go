@@ -181,9 +181,11 @@ func TestBusyWork(t *testing.T) {
 }
 
 // The floor with work per request forwards as without: every answer the
-// upstream's, on one kept-alive connection.
+// upstream's, on one kept-alive connection; and each request is held for
+// at least the work (a lower bound only: a busy wait is never shorter).
 func TestFloorWithWork(t *testing.T) {
-	addr := startFloorChainWork(t, 50*time.Microsecond)
+	const work = 500 * time.Microsecond
+	addr := startFloorChainWork(t, work)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +194,15 @@ func TestFloorWithWork(t *testing.T) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(c)
 	for i := range 20 {
+		start := time.Now()
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
 		if r, err := readResponse(br); err != nil || r.status != 200 || !r.keepAlive {
 			t.Fatalf("request %d: %+v, %v", i, r, err)
+		}
+		if took := time.Since(start); took < work {
+			t.Fatalf("request %d answered in %v, under the %v of work", i, took, work)
 		}
 	}
 }

@@ -258,10 +258,10 @@ func workSection(rows []overheadRow, work []workRow) (table, verdict string) {
 	var near *workRow        // the row whose CPU per request is nearest sluice's
 	var nearM wrkResult
 	for i := range work {
-		m, _ := medianRun(work[i].Runs)
 		if len(work[i].Runs) == 0 {
 			continue
 		}
+		m, _ := medianRun(work[i].Runs)
 		line(workText(work[i].Work)+" of busy work", m)
 		if float64(m.P99) <= 1.5*float64(fl.P99) && work[i].Work > within {
 			within = work[i].Work

@@ -14,12 +14,14 @@ import (
 )
 
 // Shared breakers: a replica whose breaker trips sets the key
-// sluice:breaker:<upstream> to expire when its open period ends and
-// publishes "<replica> <upstream> <ms left>" on TripChannel. Every replica
+// sluice:breaker:<upstream> to its own id, expiring when its open period
+// ends (unless the key already ends later), and publishes
+// "<replica> <upstream> <ms left>" on TripChannel. Every replica
 // subscribes; one that missed a message (it started later, or Redis was
-// down) reads the keys' PTTL when it subscribes and again each
-// TripPollInterval. Durations rather than instants travel, so replicas'
-// clocks need not agree.
+// down) reads the keys' holder and PTTL when it subscribes and again each
+// TripPollInterval. A replica is never told of its own trips, by either
+// path. Durations rather than instants travel, so replicas' clocks need
+// not agree.
 const (
 	TripChannel      = "sluice:breaker"
 	tripKeyPrefix    = "sluice:breaker:"
