@@ -131,11 +131,13 @@ func (l *capListener) park(c net.Conn) {
 		if head {
 			answer = answer[:bytes.Index(answer, crlfcrlf)+4] // the head of it
 		}
+		// Counted before it is written, as refuseParked counts: a client
+		// that has read the answer finds it in the counts.
+		m.parkedRefused.Add(1)
 		if _, err := c.Write(answer); err != nil {
 			_ = c.Close()
 			return
 		}
-		m.parkedRefused.Add(1)
 		_, _ = br.Discard(n)
 		if br.Buffered() == 0 {
 			br.Reset(nil)
