@@ -150,7 +150,7 @@ func TestACME(t *testing.T) {
 // fails New.
 func TestACMEErrors(t *testing.T) {
 	t.Run("unreachable CA", func(t *testing.T) {
-		closed := testutil.FreePort(t) // nothing listens: connection refused
+		closed := testutil.RefusedPort(t) // bound, never listening: connection refused
 		rec := &testutil.LogRecorder{}
 		src, err := New(acmeTLS(fmt.Sprintf("https://127.0.0.1:%d/dir", closed), "", t.TempDir()), slog.New(rec), clock.Real())
 		if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -141,23 +140,7 @@ func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem {
 // a dial there is refused.
 func closedPortURL(t testing.TB) string {
 	t.Helper()
-	// A socket bound and never listening holds the port for the test, so
-	// that no listener of a test running beside it takes the port over
-	// (it would accept and never answer), and the kernel refuses every
-	// connection to it.
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	return fmt.Sprintf("http://127.0.0.1:%d", testutil.RefusedPort(t))
 }
 
 // yamlList renders targets as a YAML flow sequence.

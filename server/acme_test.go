@@ -76,7 +76,7 @@ func TestACMEValidated(t *testing.T) {
 func TestACMEStartFails(t *testing.T) {
 	noLeaks(t, certmagicLeftovers()...)
 	up := echoUpstream(t)
-	closed := testutil.FreePort(t) // nothing listens: connection refused
+	closed := testutil.RefusedPort(t) // bound, never listening: connection refused
 	rec := &logRecorder{}
 	s, err := newServer(t, acmeConfig("127.0.0.1:0", "127.0.0.1:0", fmt.Sprintf("https://127.0.0.1:%d/dir", closed), "",
 		t.TempDir(), up.URL), rec)
